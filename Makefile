@@ -1,0 +1,58 @@
+# affresco: `make demo` runs the platform end to end; `make test` runs the whole suite.
+# Both create .venv, install the project, fetch the server jars and start what they need.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+AFFRESCO := $(BIN)/affresco
+PYTEST_ARGS ?=
+
+.PHONY: setup jars demo test unit lint fmt bench clean down status schemas
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,cassandra,stream,offline]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+jars: setup
+	$(AFFRESCO) infra fetch
+
+demo: jars
+	$(AFFRESCO) infra up
+	$(AFFRESCO) demo
+
+# Starts Kafka and Cassandra unless they already run, runs every test, and stops only what it started.
+test: jars
+	@bash infra/with-services.sh kafka,cassandra -- $(BIN)/pytest $(PYTEST_ARGS)
+
+unit: setup
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+schemas: setup
+	$(AFFRESCO) schemas export
+
+bench: jars
+	@bash infra/with-services.sh kafka -- $(BIN)/python bench/produce.py
+
+status: setup
+	$(AFFRESCO) infra status
+
+down: setup
+	$(AFFRESCO) infra down
+
+clean: down
+	rm -rf .affresco

@@ -1,0 +1,31 @@
+"""The `affresco` command line: the front door to every subpackage."""
+
+from __future__ import annotations
+
+import typer
+
+from affresco.commands import demo as demo_cmd
+from affresco.commands import events as events_cmd
+from affresco.commands import infra as infra_cmd
+from affresco.commands import simulate as simulate_cmd
+from affresco.commands import topics as topics_cmd
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="affresco",
+    help="Streaming-first, event-sourced ML platform. Every feature, model, prediction and outcome is a Kafka event.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(infra_cmd.app, name="infra")
+app.add_typer(topics_cmd.app, name="topics")
+app.add_typer(events_cmd.schemas_app, name="schemas")
+app.command("produce")(events_cmd.produce)
+app.command("tail")(events_cmd.tail)
+app.command("simulate")(simulate_cmd.simulate)
+app.command("demo")(demo_cmd.demo)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,214 @@
+"""`affresco simulate`: marketplace events to Kafka (or to a JSON-lines file)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import typer
+from confluent_kafka import KafkaException
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from affresco.commands._common import BootstrapOption, err_console, fail, kafka_settings, parse_time_ms
+from streams.admin import TopicAdmin
+from streams.events.base import Event
+from streams.exceptions import StreamsError
+from streams.producer import EventProducer
+from streams.sim import domain_topic_specs, topic_for
+from streams.sim import simulate as simulate_events
+
+__all__ = ["simulate"]
+
+_PROGRESS_EVERY = 1_000  # events between progress-bar refreshes (a refresh costs more than an event)
+_FLUSH_TIMEOUT_S = 30.0
+
+
+@dataclass
+class _RunStats:
+    """What went out: counts per event type and topic, and the event-time span."""
+
+    by_class: Counter[type[Event]] = field(default_factory=Counter)
+    by_topic: Counter[str] = field(default_factory=Counter)
+    first_ms: int | None = None
+    last_ms: int | None = None
+    count: int = 0
+
+    def add(self, event: Event, topic: str) -> None:
+        self.by_class[type(event)] += 1  # by class: cheaper per event than looking up the type name
+        self.by_topic[topic] += 1
+        if self.first_ms is None:
+            self.first_ms = event.event_time
+        self.last_ms = event.event_time
+        self.count += 1
+
+    @property
+    def by_type(self) -> dict[str, int]:
+        return {cls.type_name(): n for cls, n in self.by_class.items()}
+
+
+class _Pacer:
+    """Sleeps so that event i goes out no earlier than i/rate seconds after the start (wall clock)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self.started = time.monotonic()
+
+    def wait(self, sent: int) -> None:
+        if self.rate is None:
+            return
+        ahead = self.started + sent / self.rate - time.monotonic()
+        if ahead > 0.002:  # skip micro-sleeps: they cost more than they pace
+            time.sleep(ahead)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _duration(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000)):
+        if ms >= size:
+            return f"{ms / size:.2f} {unit}"
+    return f"{ms / 1000:.2f} s"
+
+
+def _paced(events: Iterator[Event], total: int, pacer: _Pacer, progress: Progress, stats: _RunStats) -> Iterator[Event]:
+    """Count, pace and show progress of events on their way out."""
+    task = progress.add_task("simulating", total=total)
+    for i, event in enumerate(events, start=1):
+        yield event
+        stats.add(event, topic_for(event))
+        if i % _PROGRESS_EVERY == 0:
+            progress.update(task, completed=i)
+        pacer.wait(i)
+
+
+def _write_lines(events: Iterator[Event], out: BinaryIO, *, live: bool) -> bool:
+    """Write JSON lines; returns True when interrupted (Ctrl-C), after flushing what was written.
+
+    `live` flushes every line, so that a paced stream is seen as it is paced, not a buffer at a time.
+    """
+    try:
+        for event in events:
+            out.write(event.model_dump_json().encode())
+            out.write(b"\n")
+            if live:
+                out.flush()
+    except KeyboardInterrupt:
+        return True
+    finally:
+        out.flush()
+    return False
+
+
+def _produce(events: Iterator[Event], producer: EventProducer) -> bool:
+    """Produce to each event's topic; returns True when interrupted (Ctrl-C). Raises `ProduceError`
+    when some records were not delivered within the flush timeout."""
+    interrupted = False
+    try:
+        for i, event in enumerate(events, start=1):
+            producer.send(topic_for(event), event)
+            if i % 10_000 == 0:
+                producer.poll(0)  # serve delivery reports so that failures surface while we run
+    except KeyboardInterrupt:
+        interrupted = True  # still deliver what was queued
+    producer.flush(_FLUSH_TIMEOUT_S)
+    return interrupted
+
+
+def _summary(stats: _RunStats, wall_s: float, destination: str, delivered: int | None) -> None:
+    table = Table(title=f"simulated → {destination}", show_header=True)
+    table.add_column("what")
+    table.add_column("events", justify="right")
+    for name, n in sorted(stats.by_type.items()):
+        table.add_row(f"type {name}", f"{n:,}")
+    for name, n in sorted(stats.by_topic.items()):
+        table.add_row(f"topic {name}", f"{n:,}")
+    table.add_row("total", f"{stats.count:,}")
+    if delivered is not None:
+        table.add_row("acknowledged by Kafka", f"{delivered:,}")
+    err_console.print(table)
+    if stats.first_ms is not None and stats.last_ms is not None:
+        span = _duration(stats.last_ms - stats.first_ms)
+        err_console.print(f"event time {_iso(stats.first_ms)} → {_iso(stats.last_ms)} ({span})", highlight=False)
+    rate = stats.count / wall_s if wall_s > 0 else float("inf")
+    err_console.print(f"{stats.count:,} events in {wall_s:.2f} s ({rate:,.0f} events/s)", highlight=False)
+
+
+def simulate(
+    events: int = typer.Option(10_000, "--events", "-n", min=0, help="How many events to generate."),
+    seed: int = typer.Option(42, "--seed", help="Random seed: the same seed and start give the same events."),
+    start: str | None = typer.Option(
+        None,
+        "--start",
+        help="Event time of the simulation start, ISO-8601 (naive = UTC) or epoch ms.",
+        show_default="now",
+    ),
+    rate: float | None = typer.Option(
+        None, "--rate", help="Pace output to R events per wall-clock second (e.g. to watch a live stream)."
+    ),
+    as_fast_as_possible: bool = typer.Option(
+        False, "--as-fast-as-possible", help="No pacing (the default when --rate is not given)."
+    ),
+    out: str | None = typer.Option(
+        None, "--out", "-o", help="Write JSON lines to this file ('-' for stdout) instead of Kafka."
+    ),
+    bootstrap_servers: str | None = BootstrapOption,
+    partitions: int = typer.Option(4, "--partitions", min=1, help="Partitions of the domain topics if created."),
+) -> None:
+    """Simulate the ride-hailing marketplace: trips (rides.trips) and driver pings (rides.driver_pings).
+
+    Sorted by event time; the same --seed and --start give the same events. Topics keep records forever.
+    """
+    if rate is not None and as_fast_as_possible:
+        msg = "give either --rate or --as-fast-as-possible, not both"
+        raise typer.BadParameter(msg, param_hint="--rate")
+    if rate is not None and rate <= 0:
+        msg = f"expected a positive number of events per second, got {rate}"
+        raise typer.BadParameter(msg, param_hint="--rate")
+    start_ms = parse_time_ms(start, "--start") if start is not None else int(time.time() * 1000)
+    if out not in (None, "-") and not Path(out).parent.is_dir():
+        msg = f"expected a file in an existing directory, got {out!r}"
+        raise typer.BadParameter(msg, param_hint="--out")
+
+    stats = _RunStats()
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
+    started = time.monotonic()
+    stream = _paced(simulate_events(events, seed, start_ms), events, _Pacer(rate), progress, stats)
+    delivered: int | None = None
+    with progress:
+        if out == "-":
+            destination = "stdout"
+            interrupted = _write_lines(stream, typer.get_binary_stream("stdout"), live=rate is not None)
+        elif out is not None:
+            destination = out
+            with Path(out).open("wb") as fh:
+                interrupted = _write_lines(stream, fh, live=rate is not None)
+        else:
+            settings = kafka_settings(bootstrap_servers)
+            destination = f"Kafka at {settings.bootstrap_servers}"
+            try:
+                # Fails fast (TopicError) when no broker answers, instead of queueing into the void.
+                TopicAdmin(settings, timeout_s=5.0).ensure(domain_topic_specs(partitions))
+                producer = EventProducer(settings)
+                interrupted = _produce(stream, producer)
+                delivered = producer.delivered
+            except (StreamsError, KafkaException) as exc:
+                fail(f"{exc} (after queueing {stats.count:,} events)" if stats.count else str(exc))
+    _summary(stats, time.monotonic() - started, destination, delivered)
+    if interrupted:
+        raise typer.Exit(130)
