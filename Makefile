@@ -46,7 +46,7 @@ schemas: setup
 	$(AFFRESCO) schemas export
 
 bench: jars
-	@bash infra/with-services.sh kafka -- $(BIN)/python bench/produce.py
+	@bash infra/with-services.sh kafka -- $(BIN)/python -m bench.produce
 
 status: setup
 	$(AFFRESCO) infra status

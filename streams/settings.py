@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -24,6 +27,14 @@ class KafkaSettings(BaseSettings):
     linger_ms: int = Field(5, ge=0)
     compression: str = "lz4"
 
-    def client_config(self) -> dict[str, str | int | float | bool]:
-        """The librdkafka settings every affresco client shares."""
-        return {"bootstrap.servers": self.bootstrap_servers, "client.id": self.client_id}
+    def client_config(self) -> dict[str, Any]:
+        """The librdkafka settings every affresco client shares.
+
+        librdkafka's own log lines go to the `streams.kafka` logger instead of stderr, so a CLI's
+        output stays readable; configure logging to see them.
+        """
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "logger": logging.getLogger("streams.kafka"),
+        }

@@ -43,19 +43,17 @@ def _run(args: list[str], *, input_text: str | None = None, expect_exit: int = 0
 
     console.print(f"[bold cyan]$ affresco {' '.join(args)}[/]", highlight=False)
     command = get_command(app)
+    saved = sys.stdin
+    if input_text is not None:
+        sys.stdin = io.TextIOWrapper(io.BytesIO(input_text.encode()))
     try:
-        if input_text is not None:
-            saved = sys.stdin
-            sys.stdin = io.TextIOWrapper(io.BytesIO(input_text.encode()))
-            try:
-                command.main(args=args, standalone_mode=False)
-            finally:
-                sys.stdin = saved
-        else:
-            command.main(args=args, standalone_mode=False)
-        code = 0
+        # Without standalone mode, click returns a command's exit code instead of exiting.
+        result = command.main(args=args, standalone_mode=False)
+        code = result if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code
+    finally:
+        sys.stdin = saved
     if code != expect_exit:
         fail(f"`affresco {' '.join(args)}` exited with {code}, expected {expect_exit}")
 
@@ -93,7 +91,7 @@ def demo(
     _run(["produce", DRIVER_PINGS_TOPIC, "--type", "driver_ping"], input_text=_BAD_LINES, expect_exit=1)
     dlq = Topics(settings).dlq(DRIVER_PINGS_TOPIC)
     letters = admin.describe(dlq).messages
-    console.print(f"{dlq} holds {letters} dead letters; the newest:")
+    console.print(f"{dlq} holds {letters} dead letters; the first three:")
     _run(["tail", dlq, "--from-beginning", "--max", "3"])
 
     trips = admin.describe(TRIPS_TOPIC).messages
