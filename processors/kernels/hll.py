@@ -1,0 +1,70 @@
+"""A sparse HyperLogLog for approximate count-distinct inside window tiles.
+
+Registers are kept sparse (`{index: rank}`) because most tiles see few distinct values; merging two
+sketches is an element-wise max, so tiles merge exactly and a window's sketch does not depend on
+how events were batched. Precision `P = 10` (1,024 registers): ~3% standard error on large
+cardinalities; small cardinalities use linear counting and are usually exact.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable
+
+__all__ = ["HLL_P", "hll_add", "hll_estimate", "hll_hash", "hll_merge", "sketch"]
+
+HLL_P = 10
+_M = 1 << HLL_P
+_ALPHA = 0.7213 / (1 + 1.079 / _M)
+_REST_BITS = 32 - HLL_P
+
+
+def hll_hash(value: object) -> int:
+    """A 32-bit hash that is the same in every process (unlike `hash()`).
+
+    CRC32 alone is linear, so similar ids ("r-000123", "r-000124") would land in similar registers;
+    MurmurHash3's finalizer spreads the bits.
+    """
+    h = zlib.crc32(value.encode() if isinstance(value, str) else repr(value).encode())
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
+def hll_add(registers: dict[int, int], hashed: int) -> None:
+    """Fold one 32-bit hash into `registers` (mutates)."""
+    index = hashed >> _REST_BITS
+    rest = hashed & ((1 << _REST_BITS) - 1)
+    rank = _REST_BITS - rest.bit_length() + 1
+    if rank > registers.get(index, 0):
+        registers[index] = rank
+
+
+def hll_merge(into: dict[int, int], other: dict[int, int]) -> None:
+    """Element-wise max of two sketches, in place."""
+    for index, rank in other.items():
+        if rank > into.get(index, 0):
+            into[index] = rank
+
+
+def hll_estimate(registers: dict[int, int]) -> int:
+    """Estimated number of distinct values."""
+    if not registers:
+        return 0
+    zeros = _M - len(registers)
+    harmonic = zeros + sum(2.0**-r for r in registers.values())
+    estimate = _ALPHA * _M * _M / harmonic
+    if estimate <= 2.5 * _M and zeros:
+        estimate = _M * math.log(_M / zeros)
+    return round(estimate)
+
+
+def sketch(values: Iterable[object]) -> dict[int, int]:
+    """A sketch of `values` (for tests and references)."""
+    registers: dict[int, int] = {}
+    for v in values:
+        hll_add(registers, hll_hash(v))
+    return registers

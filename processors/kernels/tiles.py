@@ -1,0 +1,134 @@
+"""Windowed aggregation over event-time tiles: the one kernel every engine runs.
+
+See `processors/README.md` for the exact semantics. In short: a window `W` is cut into tiles of
+`H = hop_for(W)`; the value as of `t` merges the `W/H` tiles ending with the tile of `t`.
+
+`fold_batch` folds a whole batch (columns of entity codes, event times and values) into per-entity
+tile maps with numpy group-bys, so the per-event Python work is a few array operations; the
+streaming processor feeds it micro-batches and backfill feeds it large chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from processors.kernels.aggregations import Agg, finish, merge_partial
+from processors.kernels.hll import hll_add, hll_hash
+
+__all__ = ["TileMap", "WindowSpec", "fold_batch", "hop_for", "value_as_of", "window_start"]
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+TileMap = dict[int, Any]  # tile index -> partial
+
+
+def hop_for(window_ms: int) -> int:
+    """The tile size of a window: 1m below 1h, 5m below 1d, else 1h."""
+    if window_ms < HOUR:
+        return MINUTE
+    if window_ms < DAY:
+        return 5 * MINUTE
+    return HOUR
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    agg: Agg
+    window_ms: int
+    hop_ms: int
+
+    @classmethod
+    def of(cls, agg: Agg, window_ms: int) -> WindowSpec:
+        return cls(agg, window_ms, hop_for(window_ms))
+
+    @property
+    def tiles(self) -> int:
+        return self.window_ms // self.hop_ms
+
+
+def window_start(spec: WindowSpec, t: int) -> int:
+    """The first event time inside the window as of `t` (inclusive)."""
+    return (t // spec.hop_ms + 1) * spec.hop_ms - spec.window_ms
+
+
+def value_as_of(spec: WindowSpec, tiles: TileMap, t: int) -> Any:
+    """The feature value as of `t`, from tiles holding only events ≤ `t` in the tile of `t`."""
+    last = t // spec.hop_ms
+    first = last - spec.tiles + 1
+    merged: Any = None
+    agg = spec.agg
+    for index in sorted(k for k in tiles if first <= k <= last):
+        merged = merge_partial(agg, merged, tiles[index])  # never mutates its arguments
+    return finish(agg, merged)
+
+
+def fold_batch(
+    spec: WindowSpec,
+    states: Sequence[TileMap],
+    codes: np.ndarray,
+    times: np.ndarray,
+    values: Sequence[Any] | np.ndarray | None,
+) -> None:
+    """Fold events into tile maps: event `i` goes to `states[codes[i]]`, tile `times[i] // hop`.
+
+    `values` holds the aggregated value of each event (None = null, skipped); it is ignored for
+    `count` without an expression (pass None). Events are merged in the order given, which only
+    matters for ties of `last`.
+    """
+    n = len(codes)
+    if n == 0:
+        return
+    agg = spec.agg
+    tiles = times // spec.hop_ms
+    if values is not None:
+        keep = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+    else:
+        keep = np.ones(n, dtype=bool)
+    idx = np.flatnonzero(keep)
+    if idx.size == 0:
+        return
+    order = idx[np.lexsort((idx, times[idx], tiles[idx], codes[idx]))]
+    c, k = codes[order], tiles[order]
+    boundary = np.empty(order.size, dtype=bool)
+    boundary[0] = True
+    np.not_equal(c[1:], c[:-1], out=boundary[1:])
+    boundary[1:] |= k[1:] != k[:-1]
+    starts = np.flatnonzero(boundary)
+    ends = np.append(starts[1:], order.size)
+    seg_codes, seg_tiles = c[starts].tolist(), k[starts].tolist()
+
+    if agg is Agg.count:
+        partials: list[Any] = (ends - starts).tolist()
+    elif agg in (Agg.sum, Agg.mean, Agg.min, Agg.max):
+        vals = np.asarray([values[i] for i in order.tolist()], dtype=np.float64)  # type: ignore[index]
+        if agg is Agg.sum:
+            partials = np.add.reduceat(vals, starts).tolist()
+        elif agg is Agg.mean:
+            sums = np.add.reduceat(vals, starts).tolist()
+            partials = [[s, m] for s, m in zip(sums, (ends - starts).tolist(), strict=True)]
+        elif agg is Agg.min:
+            partials = np.minimum.reduceat(vals, starts).tolist()
+        else:
+            partials = np.maximum.reduceat(vals, starts).tolist()
+    elif agg is Agg.last:
+        # Sorted by time then arrival inside each segment: the segment's last element wins.
+        last_idx = order[ends - 1].tolist()
+        partials = [[int(times[i]), values[i]] for i in last_idx]  # type: ignore[index]
+    else:  # approx_distinct
+        partials = []
+        ordered = order.tolist()
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            registers: dict[int, int] = {}
+            for i in ordered[s:e]:
+                hll_add(registers, hll_hash(values[i]))  # type: ignore[index]
+            partials.append(registers)
+
+    for code, tile, partial in zip(seg_codes, seg_tiles, partials, strict=True):
+        tmap = states[code]
+        tmap[tile] = merge_partial(agg, tmap.get(tile), partial)
