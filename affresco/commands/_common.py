@@ -7,6 +7,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from streams.settings import KafkaSettings
 
@@ -49,5 +50,5 @@ def parse_time_ms(value: str, option: str) -> int:
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print an error (no traceback) and exit."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)

@@ -70,7 +70,7 @@ def up(
     try:
         results = infra.ensure(services)
     except InfraError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     finally:
         if started_file is not None:
             # Written even on failure: a server that did start must still be stopped by the caller.
@@ -93,7 +93,7 @@ def down(
     try:
         stopped = infra.down({s.value for s in only} or None)
     except InfraError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     console.print(f"stopped {', '.join(sorted(stopped))}" if stopped else "nothing of ours was running")
 
 
@@ -108,7 +108,7 @@ def status(
     try:
         statuses = infra.status()
     except InfraError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps([s.model_dump(mode="json") for s in statuses], indent=2))
     else:
@@ -129,7 +129,7 @@ def fetch(
     try:
         fetched = infra.fetch({s.value for s in only} or None, force=force)
     except InfraError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     libs = infra.settings.data_dir / "libs"
     console.print(f"fetched {', '.join(sorted(fetched))} into {libs}" if fetched else f"jars already in {libs}")
 
@@ -139,7 +139,7 @@ def _infra(data_dir: Path | None, verbose: bool) -> LocalInfra:
     try:
         settings = InfraSettings(data_dir=data_dir) if data_dir is not None else InfraSettings()
     except ValidationError as exc:
-        fail(escape(f"invalid infra settings (AFFRESCO_INFRA_* environment variables): {exc}"), code=2)
+        fail(f"invalid infra settings (AFFRESCO_INFRA_* environment variables): {exc}", code=2)
     return LocalInfra(settings)
 
 

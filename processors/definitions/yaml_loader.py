@@ -1,0 +1,54 @@
+"""Reading YAML with line numbers, so every problem can point at its line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from processors.exceptions import Problem
+
+__all__ = ["LINE_KEY", "load_yaml_documents"]
+
+LINE_KEY = "__line__"
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A safe loader that records the (1-based) line of every mapping under `__line__`."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        mapping = super().construct_mapping(node, deep=deep)
+        mapping[LINE_KEY] = node.start_mark.line + 1
+        return mapping
+
+
+def load_yaml_documents(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """Every mapping document of a YAML file (a file may hold several, separated by `---`)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        return [], [Problem(str(path), f"cannot read the file: {exc.strerror}")]
+    try:
+        docs = [d for d in yaml.load_all(text, Loader=_LineLoader) if d is not None]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        return [], [Problem(str(path), f"invalid YAML: {exc.problem or exc}", line=line)]
+    except yaml.YAMLError as exc:
+        return [], [Problem(str(path), f"invalid YAML: {exc}")]
+    problems = [
+        Problem(str(path), f"expected a mapping (a feature group), got {type(d).__name__}")
+        for d in docs
+        if not isinstance(d, dict)
+    ]
+    return [d for d in docs if isinstance(d, dict)], problems
+
+
+def strip_lines(value: Any) -> Any:
+    """The same data without the `__line__` markers."""
+    if isinstance(value, dict):
+        return {k: strip_lines(v) for k, v in value.items() if k != LINE_KEY}
+    if isinstance(value, list):
+        return [strip_lines(v) for v in value]
+    return value

@@ -1,0 +1,121 @@
+"""Writing partitioned Parquet files atomically, and reading them back deduplicated."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from state.exceptions import MirrorError
+from state.offline.layout import HOUR_MS, PARTITION_COLUMNS, PARTITIONING, hour_partition, partition_filter
+
+__all__ = ["read_partitioned", "write_partitioned"]
+
+logger = logging.getLogger(__name__)
+
+_ROW = "__affresco_row"
+
+
+def write_partitioned(base: Path, table: pa.Table, *, compression: str, durable: bool) -> list[Path]:
+    """Write `table` under `base`, one new file per (dt, hour) of its `event_time`; returns the files.
+
+    Each file is written under a hidden temporary name (`.part-….parquet.tmp`, which readers and
+    globs skip) and renamed into place, so a crash never leaves half a file where readers look.
+    With `durable`, the file and its folder are fsynced too.
+    """
+    if table.num_rows == 0:
+        return []
+    hours = pc.divide(table["event_time"], pa.scalar(HOUR_MS, pa.int64()))
+    order = pc.sort_indices(hours)
+    table, hours = table.take(order), hours.take(order).combine_chunks()
+    runs = pc.run_end_encode(hours)
+    written: list[Path] = []
+    start = 0
+    for end, hour in zip(runs.run_ends.to_pylist(), runs.values.to_pylist(), strict=True):
+        folder = base / hour_partition(hour)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        temporary = folder / f".{name}.tmp"
+        pq.write_table(table.slice(start, end - start), temporary, compression=compression)
+        if durable:
+            _fsync(temporary)
+        os.replace(temporary, folder / name)
+        if durable:
+            _fsync(folder)
+        written.append(folder / name)
+        start = end
+    logger.debug("wrote %d rows in %d file(s) under %s", table.num_rows, len(written), base)
+    return written
+
+
+def read_partitioned(
+    base: Path,
+    *,
+    start_ms: int | None,
+    end_ms: int | None,
+    columns: Sequence[str] | None,
+    unique_by: Sequence[str],
+    order_by: Sequence[str],
+) -> pa.Table:
+    """Rows under `base` with `start_ms ≤ event_time < end_ms`, one per `unique_by`, sorted by `order_by`.
+
+    Files written at different times may disagree on a column's type (e.g. all-null then double):
+    their schemas are unified (nulls and integers promote) before reading.
+    """
+    if not base.is_dir():
+        msg = f"no offline data at {base} (nothing was ever written there)"
+        raise MirrorError(msg)
+    if start_ms is not None and end_ms is not None and end_ms < start_ms:
+        msg = f"read range: end_ms {end_ms} is before start_ms {start_ms}"
+        raise MirrorError(msg)
+    dataset = ds.dataset(base, format="parquet", partitioning=PARTITIONING)
+    expression = partition_filter(start_ms, end_ms)
+    fragments = list(dataset.get_fragments(filter=expression))
+    if not fragments:
+        return _empty(dataset.schema, columns, unique_by)
+    try:
+        schema = pa.unify_schemas([fragment.physical_schema for fragment in fragments], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        msg = f"files under {base} have incompatible schemas: {exc}"
+        raise MirrorError(msg) from exc
+    for column in PARTITION_COLUMNS:
+        schema = schema.append(PARTITIONING.schema.field(column))
+    wanted = _columns(schema, columns, [*unique_by, *order_by], base)
+    dataset = ds.FileSystemDataset(fragments, schema, dataset.format, dataset.filesystem)
+    table = dataset.to_table(columns=wanted, filter=expression)
+    table = table.append_column(_ROW, pa.array(range(table.num_rows), pa.int64()))
+    first = table.group_by(list(unique_by), use_threads=False).aggregate([(_ROW, "min")])
+    table = table.take(first[f"{_ROW}_min"]).drop_columns([_ROW])
+    table = table.sort_by([(column, "ascending") for column in order_by])
+    return table.select(list(columns)) if columns is not None else table
+
+
+def _columns(schema: pa.Schema, columns: Sequence[str] | None, needed: Sequence[str], base: Path) -> list[str]:
+    if columns is None:
+        return [name for name in schema.names if name not in PARTITION_COLUMNS]
+    unknown = [column for column in columns if column not in schema.names]
+    if unknown:
+        msg = f"columns {unknown} are not in the files under {base}; they have: {', '.join(schema.names)}"
+        raise MirrorError(msg)
+    return list(dict.fromkeys([*columns, *needed]))
+
+
+def _empty(schema: pa.Schema, columns: Sequence[str] | None, unique_by: Sequence[str]) -> pa.Table:
+    names = list(columns) if columns is not None else [n for n in schema.names if n not in PARTITION_COLUMNS]
+    fields = [schema.field(n) if n in schema.names else pa.field(n, pa.null()) for n in names or unique_by]
+    return pa.schema(fields).empty_table()
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
