@@ -33,3 +33,7 @@ app.command("demo")(demo_cmd.demo)
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

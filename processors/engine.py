@@ -17,6 +17,7 @@ import orjson
 from processors.definitions import FeatureGroup
 from processors.dsl import CompiledExpression, DslEvaluationError
 from processors.kernels import TileMap, fold_batch, value_as_of, window_start
+from processors.kernels.aggregations import last_wins
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,9 @@ class EntityState:
     def to_bytes(self) -> bytes:
         """Compact bytes for the online store (serving recomputes values as of now from them)."""
         return orjson.dumps(
-            {"u": self.u, "rev": self.rev, "tiles": self.tiles, "rows": self.rows}, option=orjson.OPT_NON_STR_KEYS
+            {"u": self.u, "rev": self.rev, "tiles": self.tiles, "rows": self.rows},
+            # Sorted keys: equal states give equal bytes, whatever order tiles were created in.
+            option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS,
         )
 
     @classmethod
@@ -191,10 +194,12 @@ class GroupEngine:
             fold_batch(f.window, [s.tiles.setdefault(f.name, {}) for s in touched], codes, times, values)
         for f in self._row_level:
             assert f.expr is not None  # row-level features always have an expression
-            for entity, fields, t in zip(entities, field_rows, times.tolist(), strict=True):
-                slot = states[entity].rows.get(f.name)
-                if slot is None or t >= slot[0]:
-                    states[entity].rows[f.name] = [t, _evaluate_many(f.expr, [fields])[0]]
+            values = _evaluate_many(f.expr, field_rows)
+            for entity, value, t in zip(entities, values, times.tolist(), strict=True):
+                rows = states[entity].rows
+                slot = rows.get(f.name)
+                pair = [t, value]
+                rows[f.name] = pair if slot is None else last_wins(slot, pair)
 
         last_seen: dict[str, SourceRow] = dict(zip(entities, accepted, strict=True))
         for entity, state in zip(uniques, touched, strict=True):

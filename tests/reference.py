@@ -11,9 +11,16 @@ from typing import Any
 
 from processors.definitions import FeatureGroup
 from processors.kernels import Agg, WindowSpec, window_start
+from processors.kernels.aggregations import SCALE, to_micro
 from processors.kernels.hll import hll_estimate, sketch
 
 __all__ = ["aggregate", "group_values_as_of"]
+
+
+def _latest(pair: tuple[int, Any]) -> tuple[int, str, Any]:
+    """Order of "latest": event time, then (on ties) the value's type name and the value."""
+    time, value = pair
+    return (time, type(value).__name__, 0 if value is None else value)
 
 
 def aggregate(agg: Agg, spec: WindowSpec, events: Sequence[tuple[int, Any]], t: int) -> Any:
@@ -25,19 +32,17 @@ def aggregate(agg: Agg, spec: WindowSpec, events: Sequence[tuple[int, Any]], t: 
         case Agg.count:
             return len(vals)
         case Agg.sum:
-            return float(sum(vals))
+            return sum(to_micro(v) for v in vals) / SCALE
         case Agg.mean:
-            return sum(vals) / len(vals) if vals else None
+            return sum(to_micro(v) for v in vals) / SCALE / len(vals) if vals else None
         case Agg.min:
             return float(min(vals)) if vals else None
         case Agg.max:
             return float(max(vals)) if vals else None
         case Agg.last:
-            best = None
-            for time, v in inside:
-                if v is not None and (best is None or time >= best[0]):
-                    best = (time, v)
-            return None if best is None else best[1]
+            # Latest event time; ties: the greater value (type name, then value).
+            pairs = [(time, v) for time, v in inside if v is not None]
+            return max(pairs, key=_latest)[1] if pairs else None
         case Agg.approx_distinct:
             return hll_estimate(sketch(vals))
     raise AssertionError(agg)
@@ -59,8 +64,8 @@ def group_values_as_of(group: FeatureGroup, events: Sequence[Mapping[str, Any]],
             times = [e[group.spec.event_time] for e in evs]
             if f.window is None:
                 assert f.expr is not None
-                latest = max(range(len(evs)), key=lambda i: (times[i], i))
-                values[f.name] = f.expr.evaluate(evs[latest])
+                candidates = [(times[i], f.expr.evaluate(evs[i])) for i in range(len(evs))]
+                values[f.name] = max(candidates, key=_latest)[1]
             else:
                 vals = [None if f.expr is None else f.expr.evaluate(e) for e in evs]
                 pairs = list(zip(times, [1 if f.expr is None else v for v in vals], strict=True))

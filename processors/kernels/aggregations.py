@@ -5,14 +5,20 @@ A partial is a small JSON-friendly value (so window state can be stored as bytes
 | agg             | partial                 | empty window |
 |-----------------|-------------------------|--------------|
 | count           | int                     | 0            |
-| sum             | float                   | 0.0          |
-| mean            | [sum, count]            | null         |
+| sum             | int (micro-units)       | 0.0          |
+| mean            | [sum (micro-units), n]  | null         |
 | min / max       | float                   | null         |
 | last            | [event_time, value]     | null         |
 | approx_distinct | {register: rank} (HLL)  | 0            |
 
 Null values are skipped by every aggregation (`count` with an expression counts non-null values;
 `count` without one counts events).
+
+Every partial merges exactly and in any order, so a value never depends on how a stream was cut
+into batches, on partition interleaving, or on a crash and restart:
+- sums are kept as integers of micro-units (each value rounded half-to-even to 1e-6 first), because
+  float addition is not associative;
+- `last` breaks ties on event time by the value itself (type name, then value), not by arrival.
 """
 
 from __future__ import annotations
@@ -22,7 +28,25 @@ from typing import Any
 
 from processors.kernels.hll import hll_estimate, hll_merge
 
-__all__ = ["Agg", "finish", "merge_partial"]
+__all__ = ["SCALE", "Agg", "finish", "last_wins", "merge_partial", "to_micro"]
+
+SCALE = 1_000_000
+
+
+def to_micro(value: float) -> int:
+    """A value in exact integer micro-units (round half to even, like numpy's rint)."""
+    return round(value * SCALE)
+
+
+def _tie_key(value: Any) -> tuple[str, Any]:
+    return (type(value).__name__, value)
+
+
+def last_wins(a: list[Any], b: list[Any]) -> list[Any]:
+    """Of two [event_time, value] pairs, the later; on equal times the greater value (order-free)."""
+    if a[0] != b[0]:
+        return a if a[0] > b[0] else b
+    return a if _tie_key(a[1]) >= _tie_key(b[1]) else b
 
 
 class Agg(StrEnum):
@@ -56,8 +80,7 @@ def merge_partial(agg: Agg, a: Any, b: Any) -> Any:
         case Agg.max:
             return a if a >= b else b
         case Agg.last:
-            # Ties on event time: the later-processed one (b) wins.
-            return a if a[0] > b[0] else b
+            return last_wins(a, b)
         case Agg.approx_distinct:
             merged = dict(a)
             hll_merge(merged, b)
@@ -72,9 +95,9 @@ def finish(agg: Agg, partial: Any) -> Any:
         case Agg.count:
             return 0 if partial is None else int(partial)
         case Agg.sum:
-            return 0.0 if partial is None else float(partial)
+            return 0.0 if partial is None else partial / SCALE
         case Agg.mean:
-            return None if partial is None or partial[1] == 0 else partial[0] / partial[1]
+            return None if partial is None or partial[1] == 0 else partial[0] / SCALE / partial[1]
         case Agg.min | Agg.max:
             return None if partial is None else float(partial)
         case Agg.last:

@@ -19,11 +19,16 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
 def group_docs(trips: str, pings: str) -> list[dict[str, Any]]:
-    """Two demo-like groups reading `trips` and `pings` (fresh topics per test)."""
+    """Two demo-like groups reading `trips` and `pings` (fresh topics per test).
+
+    Group names carry the topic's random suffix, so each test's `affresco.features.<group>` topic
+    is its own too.
+    """
+    suffix = trips.rsplit(".", 1)[-1]
     common = {"version": 1, "owner": "tests", "description": "test", "ttl": "3650d", "allowed_lateness": "5m"}
     return [
         {
-            **common, "group": "zone_demand", "entity": "zone", "key": "pickup_zone",
+            **common, "group": f"zone_demand_{suffix}", "entity": "zone", "key": "pickup_zone",
             "source": {"topic": trips, "event_type": "trip_requested"},
             "features": [
                 {"name": "requests_10m", "agg": "count", "window": "10m"},
@@ -34,7 +39,7 @@ def group_docs(trips: str, pings: str) -> list[dict[str, Any]]:
             ],
         },
         {
-            **common, "group": "zone_supply", "entity": "zone", "key": "zone",
+            **common, "group": f"zone_supply_{suffix}", "entity": "zone", "key": "zone",
             "source": {"topic": pings, "event_type": "driver_ping", "filter": "status == 'available'"},
             "features": [
                 {"name": "available_10m", "agg": "count", "window": "10m"},
