@@ -196,10 +196,10 @@ class GroupEngine:
             assert f.expr is not None  # row-level features always have an expression
             values = _evaluate_many(f.expr, field_rows)
             for entity, value, t in zip(entities, values, times.tolist(), strict=True):
-                rows = states[entity].rows
-                slot = rows.get(f.name)
+                latest = states[entity].rows
+                slot = latest.get(f.name)
                 pair = [t, value]
-                rows[f.name] = pair if slot is None else last_wins(slot, pair)
+                latest[f.name] = pair if slot is None else last_wins(slot, pair)
 
         last_seen: dict[str, SourceRow] = dict(zip(entities, accepted, strict=True))
         for entity, state in zip(uniques, touched, strict=True):
