@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from processors.definitions.group import Feature, FeatureGroup
 from processors.definitions.spec import FeatureGroupSpec
-from processors.definitions.yaml_loader import LINE_KEY, load_yaml_documents, strip_lines
+from processors.definitions.yaml_loader import LINE_KEY, line_of, load_yaml_documents, strip_lines
 from processors.dsl import BOOL, check_expression, compile_expression, schema_from_model
 from processors.durations import format_duration, parse_duration
 from processors.exceptions import DefinitionError, Problem
@@ -68,12 +68,27 @@ def _pydantic_problems(exc: ValidationError, doc: dict[str, Any], file: str) -> 
     out = []
     for err in exc.errors(include_url=False):
         loc = err["loc"]
-        line, feature = doc.get(LINE_KEY), None
+        # The innermost mapping the error is in, and the key inside it, give the line.
+        container: dict[str, Any] = doc
+        node: Any = doc
+        key: str | None = None
+        for part in loc:
+            if isinstance(node, dict):
+                node = node.get(part)
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                break
+            if isinstance(node, dict):
+                container, key = node, None
+            elif isinstance(part, str):
+                key = part
+        line = line_of(container, key)
+        feature = None
         if len(loc) >= 2 and loc[0] == "features" and isinstance(loc[1], int):
             features = doc.get("features") or []
             if loc[1] < len(features) and isinstance(features[loc[1]], dict):
-                item = features[loc[1]]
-                line, feature = item.get(LINE_KEY, line), item.get("name")
+                feature = features[loc[1]].get("name")
         field = ".".join(str(p) for p in loc) or "(document)"
         got = err.get("input")
         detail = "" if err["type"] == "missing" or isinstance(got, dict) else f", got {strip_lines(got)!r}"
@@ -113,17 +128,19 @@ class _Semantics:
         self.schema: Any = None
         self._run()
 
-    def problem(self, message: str, item: dict[str, Any] | None = None) -> None:
-        line = (item or self.doc).get(LINE_KEY, self.doc.get(LINE_KEY))
+    def problem(self, message: str, item: dict[str, Any] | None = None, key: str | None = None) -> None:
+        line = line_of(item if item is not None else self.doc, key) or line_of(self.doc)
         feature = item.get("name") if item is not None and isinstance(item.get("name"), str) else None
         self.problems.append(Problem(self.file, message, line, self.group, feature))
 
-    def check(self, text: Any, where: str, item: dict[str, Any] | None = None, expect: Any = None) -> bool:
+    def check(
+        self, text: Any, where: str, item: dict[str, Any] | None = None, expect: Any = None, *, key: str | None = None
+    ) -> bool:
         if not isinstance(text, str) or self.schema is None:
             return False
         found = check_expression(text, self.schema, expect=expect)
         for p in found:
-            self.problem(f"{where} {text!r}: {p}", item)
+            self.problem(f"{where} {text!r}: {p}", item, key or where.rsplit(".", 1)[-1])
         return not found
 
     def _run(self) -> None:
@@ -136,19 +153,19 @@ class _Semantics:
                 self.cls = event_class(etype)
                 self.schema = schema_from_model(self.cls)
             except UnknownEventTypeError as exc:
-                self.problem(f"source.event_type: {exc}")
+                self.problem(f"source.event_type: {exc}", source or None, "event_type")
         time_field = doc.get("event_time", "event_time")
         if self.schema is not None and isinstance(time_field, str) and time_field not in self.schema:
-            self.problem(f"event_time: {etype} has no field {time_field!r}")
+            self.problem(f"event_time: {etype} has no field {time_field!r}", key="event_time")
         defaults = {"ttl": "7d", "freshness": "1m", "allowed_lateness": "5m"}
         for name, default in defaults.items():
             try:
                 self.durations[name] = parse_duration(doc.get(name, default))
             except (ValueError, TypeError) as exc:
-                self.problem(f"{name}: {exc}")
+                self.problem(f"{name}: {exc}", key=name)
         self.check(doc.get("key"), "key")
         if source.get("filter") is not None:
-            self.check(source.get("filter"), "source.filter", expect=BOOL)
+            self.check(source.get("filter"), "source.filter", source, expect=BOOL, key="filter")
         seen: set[str] = set()
         for item in doc.get("features") or []:
             if isinstance(item, dict):
@@ -162,7 +179,11 @@ class _Semantics:
             seen.add(name)
         agg = item.get("agg")
         expr = item.get("expr")
-        if isinstance(expr, str) and self.check(expr, "expr", item) and agg in {a.value for a in Agg if a.numeric}:
+        if (
+            isinstance(expr, str)
+            and self.check(expr, "expr", item, key="expr")
+            and agg in {a.value for a in Agg if a.numeric}
+        ):
             result = compile_expression(expr, self.schema).result_type
             if not (result.kind.is_numeric or result.kind.value == "any"):
                 self.problem(f"{agg} needs a numeric expr; {expr!r} is {result}", item)
@@ -172,11 +193,11 @@ class _Semantics:
         try:
             window_ms = parse_duration(window)
         except (ValueError, TypeError) as exc:
-            self.problem(f"window: {exc}", item)
+            self.problem(f"window: {exc}", item, "window")
             return
         hop = WindowSpec.of(Agg.count, window_ms).hop_ms
         if window_ms % hop:
-            self.problem(f"window {window} is not a multiple of its tile size {format_duration(hop)}", item)
+            self.problem(f"window {window} is not a multiple of its tile size {format_duration(hop)}", item, "window")
 
 
 def _build(spec: FeatureGroupSpec, checked: _Semantics, file: str) -> FeatureGroup:

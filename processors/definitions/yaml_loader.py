@@ -9,18 +9,33 @@ import yaml
 
 from processors.exceptions import Problem
 
-__all__ = ["LINE_KEY", "load_yaml_documents"]
+__all__ = ["KEY_LINES", "LINE_KEY", "line_of", "load_yaml_documents"]
 
 LINE_KEY = "__line__"
+KEY_LINES = "__key_lines__"
 
 
 class _LineLoader(yaml.SafeLoader):
-    """A safe loader that records the (1-based) line of every mapping under `__line__`."""
+    """A safe loader that records (1-based) lines: of every mapping under `__line__`, of each of its
+    keys under `__key_lines__`."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         mapping = super().construct_mapping(node, deep=deep)
         mapping[LINE_KEY] = node.start_mark.line + 1
+        mapping[KEY_LINES] = {
+            key.value: key.start_mark.line + 1 for key, _ in node.value if isinstance(key, yaml.ScalarNode)
+        }
         return mapping
+
+
+def line_of(mapping: dict[str, Any], key: str | None = None) -> int | None:
+    """The line of `key` in a loaded mapping, else of the mapping itself."""
+    if key is not None:
+        line = mapping.get(KEY_LINES, {}).get(key)
+        if line is not None:
+            return int(line)
+    line = mapping.get(LINE_KEY)
+    return int(line) if line is not None else None
 
 
 def load_yaml_documents(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
@@ -48,7 +63,7 @@ def load_yaml_documents(path: Path) -> tuple[list[dict[str, Any]], list[Problem]
 def strip_lines(value: Any) -> Any:
     """The same data without the `__line__` markers."""
     if isinstance(value, dict):
-        return {k: strip_lines(v) for k, v in value.items() if k != LINE_KEY}
+        return {k: strip_lines(v) for k, v in value.items() if k not in (LINE_KEY, KEY_LINES)}
     if isinstance(value, list):
         return [strip_lines(v) for v in value]
     return value
