@@ -129,8 +129,10 @@ def replay(
     try:
         consumer.incremental_assign([TopicPartition(topic, r.partition, r.start) for r in plan])
         idle = 0.0
+        # consume(N, t) waits until it has N records or t passes: never ask for more than is left.
+        remaining = sum(r.size for r in plan)
         while ends:
-            msgs = consumer.consume(batch_size, 1.0)
+            msgs = consumer.consume(max(1, min(batch_size, remaining)), 1.0)
             if not msgs:
                 idle += 1.0
                 if idle >= idle_timeout_s:
@@ -155,6 +157,7 @@ def replay(
                 if off >= end - 1:
                     del ends[p]
                     consumer.incremental_unassign([TopicPartition(topic, p)])
+            remaining -= len(batch)
             if batch:
                 yield batch
     finally:

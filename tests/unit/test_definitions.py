@@ -74,7 +74,7 @@ def test_duplicates_and_unknown_event_types(tmp_path: Path) -> None:
     assert "unknown event type 'trip_teleported'" in text
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(DefinitionError, match="no .yaml or .yml files"):
+    with pytest.raises(DefinitionError, match=r"no \.yaml or \.yml files"):
         load_groups([empty])
 
 
