@@ -10,6 +10,7 @@ import io
 import json
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import click
 import typer
@@ -17,15 +18,22 @@ from rich.console import Console
 from rich.rule import Rule
 from typer.main import get_command
 
+import processors
 from affresco.commands._common import fail, kafka_settings
 from streams.admin import TopicAdmin
+from streams.consumer import header
+from streams.events import TripCompleted
 from streams.exceptions import StreamsError
+from streams.replay import ReplayRange, replay
+from streams.settings import KafkaSettings
 from streams.sim import DRIVER_PINGS_TOPIC, TRIPS_TOPIC
 from streams.topics import Topics
 
 __all__ = ["demo"]
 
 console = Console()
+
+_GROUPS = ("zone_demand", "zone_supply", "rider_history", "city_eta")
 
 _BAD_LINES = (
     '{"event_time": 1767225600000, "driver_id": "d-1", "country": "US", "city": "nyc", "zone": "nyc-01", '
@@ -61,9 +69,9 @@ def _run(args: list[str], *, input_text: str | None = None, expect_exit: int = 0
 def demo(
     events: int = typer.Option(50_000, "--events", "-n", min=1000, help="Simulated events (first run only)."),
     seed: int = typer.Option(7, "--seed", help="Simulation seed."),
-    days: int = typer.Option(7, "--days", min=1, help="Start the simulated history this many days ago."),
+    hours: int = typer.Option(8, "--hours", min=1, help="Start the simulated history this many hours ago."),
 ) -> None:
-    """Run the platform end to end: simulate a marketplace into Kafka, read it back, show the DLQ."""
+    """Run the platform end to end: simulate a marketplace into Kafka, compute features, read them."""
     settings = kafka_settings(None)
     try:
         admin = TopicAdmin(settings, timeout_s=5.0)
@@ -76,7 +84,8 @@ def demo(
     if TRIPS_TOPIC in existing and admin.describe(TRIPS_TOPIC).messages > 0:
         console.print(f"{TRIPS_TOPIC} already holds simulated history; not producing it twice (`make clean` resets).")
     else:
-        start = (datetime.now(UTC) - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
+        # ~6.7k events per simulated hour: the default run ends close to now, so windows are live.
+        start = (datetime.now(UTC) - timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
         _run(["simulate", "--events", str(events), "--seed", str(seed), "--start", start.isoformat()])
 
     console.print(Rule("2. The topics, as Kafka sees them"))
@@ -94,7 +103,37 @@ def demo(
     console.print(f"{dlq} holds {letters} dead letters; the first three:")
     _run(["tail", dlq, "--from-beginning", "--max", "3"])
 
+    console.print(Rule("5. Register the demo feature groups"))
+    definitions = Path(processors.__file__).parent / "features"
+    _run(["features", "apply", str(definitions)])
+    _run(["features", "list"])
+
+    console.print(Rule("6. Compute them: the bytewax processor, until the topics are drained"))
+    _run(["process", "run", *_GROUPS, "--until-idle"])
+
+    console.print(Rule("7. Read online values (RocksDB)"))
+    sample = _recent_trip(settings)
+    if sample is None:
+        console.print("no completed trip found to sample entities from")
+    else:
+        _run(["features", "get", "zone_demand", sample.pickup_zone])
+        _run(["features", "get", "city_eta", sample.city])
+        _run(["features", "get", "rider_history", sample.rider_id])
+
     trips = admin.describe(TRIPS_TOPIC).messages
     pings = admin.describe(DRIVER_PINGS_TOPIC).messages
     console.print(Rule("Summary"))
-    console.print(json.dumps({"trips_topic_events": trips, "driver_ping_events": pings, "dead_letters": letters}))
+    console.print(json.dumps({"trips_topic_events": trips, "driver_ping_events": pings, "dead_letters": letters,
+                              "feature_groups": list(_GROUPS)}))  # fmt: skip
+
+
+def _recent_trip(settings: KafkaSettings) -> TripCompleted | None:
+    """The last completed trip of the simulated history (to pick entities worth looking at)."""
+    found: TripCompleted | None = None
+    for batch in replay(TRIPS_TOPIC, ReplayRange(), settings):
+        for m in batch:
+            if header(m, "event_type") == b"trip_completed":
+                event = TripCompleted.model_validate_json(m.value() or b"")
+                if found is None or event.event_time > found.event_time:
+                    found = event
+    return found
