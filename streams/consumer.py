@@ -20,9 +20,11 @@ log = logging.getLogger(__name__)
 
 def header(msg: KafkaMessage, name: str) -> bytes | None:
     """The value of one header of a message, or None."""
-    for k, v in msg.headers() or ():
+    headers = msg.headers() or ()
+    items = headers.items() if isinstance(headers, dict) else headers
+    for k, v in items:
         if k == name:
-            return v
+            return v.encode() if isinstance(v, str) else v
     return None
 
 
