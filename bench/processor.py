@@ -28,6 +28,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import pickle
 import resource
 import shutil
 import tempfile
@@ -104,6 +105,16 @@ def _cpu_times() -> tuple[float, float]:
     return float(sum(parts) - idle), float(sum(parts))
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not `ru_maxrss`: Linux carries that across exec, so a spawned
+    child would report its parent's peak."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _child(job: dict[str, Any], out: Any) -> None:
     """One processor run in a fresh process: wall, CPU, peak RSS, counters, first-write time."""
     from processors.runtime.flow import ProcessorOptions, run_processor
@@ -151,7 +162,8 @@ def _child(job: dict[str, Any], out: Any) -> None:
         {
             "wall_s": wall,
             "cpu_s": cpu,
-            "peak_rss_mb": usage1.ru_maxrss / 1024,
+            "peak_rss_mb": _peak_rss_mb(),
+            "offline_files": sum(1 for p in (root / "offline").rglob("*.parquet")) if job["mirror"] else 0,
             "first_write_s": (writes[0] - started) if writes else None,
             "last_write_s": (writes[-1] - started) if writes else None,
             "store_writes": len(writes),
@@ -196,6 +208,7 @@ def summarize(raw: dict[str, Any], events: int, cores: int) -> dict[str, Any]:
         "store_writes": raw["store_writes"],
         "dead_letters": raw["dead_letters"],
         "archived": raw["archived"],
+        "offline_files": raw["offline_files"],
         "peak_rss_mb": round(raw["peak_rss_mb"]),
         "machine_busy_cores": round(raw["machine_busy_cores"], 2),
     }
@@ -259,6 +272,11 @@ def kernel_only(groups: list[FeatureGroup], events: list[Event], lines: list[byt
                         ).model_dump_json().encode()
                     feature_update_s += time.perf_counter() - t
     total_apply = sum(apply_s.values())
+    # What the processor's per-epoch recovery snapshot costs once this much state exists (ShardLogic
+    # pickles every entity of its shard at every epoch, so the cost grows with the state, not the rate).
+    t = time.perf_counter()
+    blob = pickle.dumps(states, protocol=pickle.HIGHEST_PROTOCOL)
+    pickle_s = time.perf_counter() - t
     return {
         "batch_events": BATCH,
         "decoded_events": decoded,
@@ -273,6 +291,9 @@ def kernel_only(groups: list[FeatureGroup], events: list[Event], lines: list[byt
         "decode_us_per_decoded_event": round(decode_s / max(decoded, 1) * 1e6, 2),
         "upsert_us_per_update": round(upsert_s / max(updates, 1) * 1e6, 2),
         "feature_update_us_per_update": round(feature_update_s / max(updates, 1) * 1e6, 2),
+        "entities_at_end": {ref: len(s) for ref, s in states.items()},
+        "state_pickle_s_at_end": round(pickle_s, 3),
+        "state_pickle_mb_at_end": round(len(blob) / 2**20, 1),
     }
 
 

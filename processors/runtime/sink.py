@@ -23,9 +23,9 @@ from typing import Any
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from processors.definitions import FeatureGroup
+from processors.records import feature_update_event, online_record
 from processors.runtime.items import ArchiveBatch, ArchiveRow, DeadLetterBatch, GroupOutput
 from state.online import OnlineRecord, OnlineStore
-from state.online.base import MAX_REVISION
 from streams.dlq import DeadLetterWriter
 from streams.events.platform import FeatureUpdate
 from streams.producer import EventProducer, event_headers
@@ -95,23 +95,9 @@ class _Partition(StatefulSinkPartition[Any, None]):
         feature_topic = self.topics.features(group.name)
         mirror = self._mirror_rows.setdefault(out.group, [])
         for u in out.updates:
-            # Stored under the version's ref: two versions of a group never overwrite each other. The
-            # store orders versions by (event_time, revision ≤ 999); past 999 events of one entity the
-            # revision saturates and equal versions are simply rewritten (the newest write wins).
-            records.append(
-                OnlineRecord(group.ref, u.entity, u.event_time, u.values, u.state, min(u.revision, MAX_REVISION))
-            )
+            records.append(online_record(group, u))
             if self.config.emit_feature_updates:
-                event = FeatureUpdate(
-                    event_time=u.event_time,
-                    group=group.name,
-                    version=group.version,
-                    entity_key=u.entity,
-                    values=u.values,
-                    source_topic=group.topic,
-                    source_partition=u.partition,
-                    source_offset=u.offset,
-                )
+                event = feature_update_event(group, u)
                 self.producer.send_raw(
                     feature_topic,
                     event.model_dump_json().encode(),
