@@ -31,14 +31,27 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+def _free_ports(n: int) -> list[int]:
+    """Ports nothing listens on right now (so these tests never see a real server)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> InfraSettings:
+    kafka, controller, cql, storage = _free_ports(4)
     return InfraSettings(
         data_dir=tmp_path / "data",
-        kafka_port=19092,
-        kafka_controller_port=19093,
-        cassandra_port=19042,
-        cassandra_storage_port=17000,
+        kafka_port=kafka,
+        kafka_controller_port=controller,
+        cassandra_port=cql,
+        cassandra_storage_port=storage,
     )
 
 
@@ -61,9 +74,10 @@ def test_kafka_properties_carry_ports_and_dirs(settings: InfraSettings) -> None:
     kafka.render_config()
     props = _properties(kafka.server_properties.read_text())
 
-    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
-    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
-    assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
+    k, c = settings.kafka_port, settings.kafka_controller_port
+    assert props["listeners"] == f"PLAINTEXT://127.0.0.1:{k},CONTROLLER://127.0.0.1:{c}"
+    assert props["advertised.listeners"] == f"PLAINTEXT://127.0.0.1:{k}"
+    assert props["controller.quorum.voters"] == f"1@127.0.0.1:{c}"
     assert props["log.dirs"] == str(settings.data_dir / "kafka" / "data")
     assert props["process.roles"] == "broker,controller"
     assert props["offsets.topic.replication.factor"] == "1"
@@ -78,10 +92,10 @@ def test_cassandra_yaml_carries_ports_and_dirs(settings: InfraSettings) -> None:
     text = cassandra.config_file.read_text()
     data = settings.data_dir / "cassandra" / "data"
 
-    assert "native_transport_port: 19042\n" in text
-    assert "storage_port: 17000\n" in text
+    assert f"native_transport_port: {settings.cassandra_port}\n" in text
+    assert f"storage_port: {settings.cassandra_storage_port}\n" in text
     assert "listen_address: 127.0.0.1\n" in text
-    assert 'seeds: "127.0.0.1:17000"' in text
+    assert f'seeds: "127.0.0.1:{settings.cassandra_storage_port}"' in text
     assert f'commitlog_directory: "{data}/commitlog"' in text
     assert f'  - "{data}/data"' in text
     for key in ("hints_directory", "saved_caches_directory", "cdc_raw_directory"):
