@@ -78,12 +78,14 @@ def _duration(ms: int) -> str:
     return f"{ms / 1000:.2f} s"
 
 
-def _paced(events: Iterator[Event], total: int, pacer: _Pacer, progress: Progress, stats: _RunStats) -> Iterator[Event]:
+def _paced(
+    events: Iterator[Event], total: int, pacer: _Pacer, progress: Progress, stats: _RunStats, prefix: str
+) -> Iterator[Event]:
     """Count, pace and show progress of events on their way out."""
     task = progress.add_task("simulating", total=total)
     for i, event in enumerate(events, start=1):
         yield event
-        stats.add(event, topic_for(event))
+        stats.add(event, topic_for(event, prefix))
         if i % _PROGRESS_EVERY == 0:
             progress.update(task, completed=i)
         pacer.wait(i)
@@ -107,13 +109,13 @@ def _write_lines(events: Iterator[Event], out: BinaryIO, *, live: bool) -> bool:
     return False
 
 
-def _produce(events: Iterator[Event], producer: EventProducer) -> bool:
+def _produce(events: Iterator[Event], producer: EventProducer, prefix: str) -> bool:
     """Produce to each event's topic; returns True when interrupted (Ctrl-C). Raises `ProduceError`
     when some records were not delivered within the flush timeout."""
     interrupted = False
     try:
         for i, event in enumerate(events, start=1):
-            producer.send(topic_for(event), event)
+            producer.send(topic_for(event, prefix), event)
             if i % 10_000 == 0:
                 producer.poll(0)  # serve delivery reports so that failures surface while we run
     except KeyboardInterrupt:
@@ -161,6 +163,9 @@ def simulate(
     ),
     bootstrap_servers: str | None = BootstrapOption,
     partitions: int = typer.Option(4, "--partitions", min=1, help="Partitions of the domain topics if created."),
+    topic_prefix: str = typer.Option(
+        "", "--topic-prefix", help="Prefix of the domain topics, e.g. 'staging.' for staging.rides.trips."
+    ),
 ) -> None:
     """Simulate the ride-hailing marketplace: trips (rides.trips) and driver pings (rides.driver_pings).
 
@@ -188,7 +193,7 @@ def simulate(
         disable=not err_console.is_terminal,
     )
     started = time.monotonic()
-    stream = _paced(simulate_events(events, seed, start_ms), events, _Pacer(rate), progress, stats)
+    stream = _paced(simulate_events(events, seed, start_ms), events, _Pacer(rate), progress, stats, topic_prefix)
     delivered: int | None = None
     with progress:
         if out == "-":
@@ -203,9 +208,9 @@ def simulate(
             destination = f"Kafka at {settings.bootstrap_servers}"
             try:
                 # Fails fast (TopicError) when no broker answers, instead of queueing into the void.
-                TopicAdmin(settings, timeout_s=5.0).ensure(domain_topic_specs(partitions))
+                TopicAdmin(settings, timeout_s=5.0).ensure(domain_topic_specs(partitions, topic_prefix))
                 producer = EventProducer(settings)
-                interrupted = _produce(stream, producer)
+                interrupted = _produce(stream, producer, topic_prefix)
                 delivered = producer.delivered
             except (StreamsError, KafkaException) as exc:
                 fail(f"{exc} (after queueing {stats.count:,} events)" if stats.count else str(exc))

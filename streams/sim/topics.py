@@ -19,7 +19,7 @@ _TOPIC_OF: dict[type[Event], str] = {
 }
 
 
-def topic_for(event: Event) -> str:
+def topic_for(event: Event, prefix: str = "") -> str:
     """The topic of a domain event: trip lifecycle events share one topic (keyed by rider, so a
     rider's request always precedes its outcome in one partition); driver pings have their own.
 
@@ -29,14 +29,14 @@ def topic_for(event: Event) -> str:
     'rides.driver_pings'
     """
     try:
-        return _TOPIC_OF[type(event)]
+        return prefix + _TOPIC_OF[type(event)]
     except KeyError:
         known = ", ".join(sorted(cls.__name__ for cls in _TOPIC_OF))
         msg = f"no domain topic for {type(event).__name__}; expected one of: {known}"
         raise TypeError(msg) from None
 
 
-def domain_topic_specs(partitions: int = 4) -> list[TopicSpec]:
+def domain_topic_specs(partitions: int = 4, prefix: str = "") -> list[TopicSpec]:
     """Specs of the domain topics, kept forever (`retention_ms=-1`).
 
     Why unlimited retention: the simulator (like any backfill) produces events with *historical*
@@ -46,6 +46,6 @@ def domain_topic_specs(partitions: int = 4) -> list[TopicSpec]:
     that features are replayed from; trim them deliberately (or archive to Parquet), not by age.
     """
     return [
-        TopicSpec(TRIPS_TOPIC, partitions=partitions, retention_ms=-1),
-        TopicSpec(DRIVER_PINGS_TOPIC, partitions=partitions, retention_ms=-1),
+        TopicSpec(prefix + TRIPS_TOPIC, partitions=partitions, retention_ms=-1),
+        TopicSpec(prefix + DRIVER_PINGS_TOPIC, partitions=partitions, retention_ms=-1),
     ]
