@@ -67,7 +67,7 @@ def _run(args: list[str], *, input_text: str | None = None, expect_exit: int = 0
 
 
 def demo(
-    events: int = typer.Option(50_000, "--events", "-n", min=1000, help="Simulated events (first run only)."),
+    events: int = typer.Option(40_000, "--events", "-n", min=1000, help="Simulated events (first run only)."),
     seed: int = typer.Option(7, "--seed", help="Simulation seed."),
     hours: int = typer.Option(8, "--hours", min=1, help="Start the simulated history this many hours ago."),
 ) -> None:
