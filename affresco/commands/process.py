@@ -52,7 +52,9 @@ def run(
     ),
     shards: int = typer.Option(4, "--shards", min=1, help="State shards per group."),
     batch_size: int = typer.Option(5000, "--batch-size", min=1, help="Kafka records per poll."),
-    epoch_s: float = typer.Option(1.0, "--epoch", min=0.1, help="Seconds between state snapshots."),
+    epoch_s: float = typer.Option(
+        5.0, "--epoch", min=0.1, help="Seconds between state snapshots (and Parquet flushes); outputs never wait."
+    ),
     no_mirror: bool = typer.Option(False, "--no-mirror", help="Do not write the Parquet mirror and archive."),
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:

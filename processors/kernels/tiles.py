@@ -62,10 +62,23 @@ def value_as_of(spec: WindowSpec, tiles: TileMap, t: int) -> Any:
     """The feature value as of `t`, from tiles holding only events ≤ `t` in the tile of `t`."""
     last = t // spec.hop_ms
     first = last - spec.tiles + 1
-    merged: Any = None
+    inside = [p for k, p in tiles.items() if first <= k <= last]
+    if not inside:
+        return finish(spec.agg, None)
     agg = spec.agg
-    for index in sorted(k for k in tiles if first <= k <= last):
-        merged = merge_partial(agg, merged, tiles[index])  # never mutates its arguments
+    # Direct reductions for the common aggregations (one pass, no per-tile dispatch); the general
+    # merge for the rest. Both are exact and order-free, so tile order does not matter.
+    if agg is Agg.count or agg is Agg.sum:
+        return finish(agg, sum(inside))
+    if agg is Agg.mean:
+        return finish(agg, [sum(p[0] for p in inside), sum(p[1] for p in inside)])
+    if agg is Agg.min:
+        return finish(agg, min(inside))
+    if agg is Agg.max:
+        return finish(agg, max(inside))
+    merged: Any = None
+    for partial in inside:
+        merged = merge_partial(agg, merged, partial)  # never mutates its arguments
     return finish(agg, merged)
 
 

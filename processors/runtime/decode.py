@@ -31,10 +31,15 @@ class BatchDecoder:
     def __init__(self, groups: Sequence[FeatureGroup], shards: int, *, archive: bool = True) -> None:
         self.shards = shards
         self.archive = archive
+        # Routing tables built once: this runs per record.
         self._by_topic: dict[str, list[FeatureGroup]] = defaultdict(list)
+        self._by_topic_type: dict[tuple[str, str], list[FeatureGroup]] = defaultdict(list)
         for g in groups:
             self._by_topic[g.topic].append(g)
+            self._by_topic_type[(g.topic, g.event_type)].append(g)
         self._decoders = {g.event_type: EventDecoder(g.event_class) for g in groups}
+        self._type_of = {g.ref: g.event_type for g in groups}
+        self._shard_field = {g.ref: next(iter(sorted(g.key.fields)), None) for g in groups}
         self._topic_of = {g.ref: g.topic for g in groups}
 
     def __call__(self, msgs: list[Any]) -> list[Any]:
@@ -51,11 +56,10 @@ class BatchDecoder:
                 seen[m.partition] = ts
             value: bytes = m.value or b""
             etype = _header(m.headers, "event_type")
-            groups = self._by_topic.get(m.topic, ())
-            wanted = [g for g in groups if etype is None or g.event_type == etype]
+            wanted = self._by_topic.get(m.topic, ()) if etype is None else self._by_topic_type.get((m.topic, etype), ())
             event_time: int | None = None
             if wanted:
-                decoder = self._decoders[wanted[0].event_type]
+                decoder = self._decoders[self._type_of[wanted[0].ref]]
                 decoded = decoder.decode_one(value)
                 if isinstance(decoded, Rejection):
                     dead.append(
@@ -75,7 +79,9 @@ class BatchDecoder:
                     event_time = fields.get("event_time")
                     row = SourceRow(fields, m.partition, m.offset, value, m.key)
                     for g in wanted:
-                        hint = str(fields.get(next(iter(g.key.fields), ""), "")) if g.key.fields else ""
+                        # Any field of the key expression shards deterministically: same entity, same shard.
+                        field = self._shard_field[g.ref]
+                        hint = "" if field is None else str(fields.get(field, ""))
                         shards[shard_of(g.ref, hint, self.shards)].append(row)
             if self.archive:
                 # Undecoded records (other event types) are archived too, at their record timestamp.

@@ -35,7 +35,9 @@ class ProcessorOptions:
     until_idle: bool = False  # stop at the end of the source topics instead of following them
     batch_size: int = 5000
     shards: int = 4
-    epoch_s: float = 1.0
+    # Each epoch snapshots all shard state (cost grows with entities) and flushes the Parquet buffers;
+    # outputs do not wait for it, so a longer epoch costs no freshness, only replay after a crash.
+    epoch_s: float = 5.0
     recovery_dir: Path | None = None
     archive: bool = True
 

@@ -11,6 +11,8 @@ __all__ = ["MAX_EVENT_TIME_MS", "Event", "EventTime"]
 # 9999-12-31: anything later is a unit mistake (µs or ns instead of ms).
 MAX_EVENT_TIME_MS = 253_402_300_799_999
 
+_TYPE_NAMES: dict[type, str] = {}
+
 EventTime = Field(ge=0, le=MAX_EVENT_TIME_MS, description="Event time, UTC epoch milliseconds.")
 
 
@@ -32,8 +34,11 @@ class Event(BaseModel):
     @classmethod
     def type_name(cls) -> str:
         """The `event_type` string of this class (the default of its `event_type` field)."""
-        default: Any = cls.model_fields["event_type"].default
-        return str(default)
+        name = _TYPE_NAMES.get(cls)
+        if name is None:  # pydantic's model_fields lookup costs ~1 µs: hot paths call this per record
+            default: Any = cls.model_fields["event_type"].default
+            name = _TYPE_NAMES[cls] = str(default)
+        return name
 
     def key(self) -> str:
         """The Kafka key: the value of `key_field`."""
