@@ -45,12 +45,11 @@ import yaml
 from bench._machine import machine
 from processors.definitions import FeatureGroup, compile_spec
 from processors.engine import EntityState, GroupEngine, SourceRow
-from state.online import OnlineRecord, open_store
-from state.online.base import MAX_REVISION
+from processors.records import feature_update_event, online_record
+from state.online import open_store
 from streams.admin import TopicAdmin, TopicSpec
 from streams.codec import EventDecoder, Rejection
 from streams.events.base import Event
-from streams.events.platform import FeatureUpdate
 from streams.producer import EventProducer
 from streams.settings import KafkaSettings
 from streams.sim import DRIVER_PINGS_TOPIC, TRIPS_TOPIC, simulate, topic_for
@@ -263,24 +262,12 @@ def kernel_only(groups: list[FeatureGroup], events: list[Event], lines: list[byt
                     updates += len(result.updates)
                     group = engine.group
                     t = time.perf_counter()
-                    records = [
-                        OnlineRecord(ref, u.entity, u.event_time, u.values, u.state, min(u.revision, MAX_REVISION))
-                        for u in result.updates
-                    ]
+                    records = [online_record(group, u) for u in result.updates]
                     store.upsert(records, ttl_ms=group.ttl_ms)
                     upsert_s += time.perf_counter() - t
                     t = time.perf_counter()
                     for u in result.updates:
-                        FeatureUpdate(
-                            event_time=u.event_time,
-                            group=group.name,
-                            version=group.version,
-                            entity_key=u.entity,
-                            values=u.values,
-                            source_topic=group.topic,
-                            source_partition=u.partition,
-                            source_offset=u.offset,
-                        ).model_dump_json().encode()
+                        feature_update_event(group, u).model_dump_json().encode()
                     feature_update_s += time.perf_counter() - t
     total_apply = sum(apply_s.values())
     # What the processor's per-epoch recovery snapshot costs once this much state exists (ShardLogic
@@ -314,7 +301,7 @@ def main() -> None:
     parser.add_argument("--configs", default="full,no_mirror", help=f"comma-separated, of: {', '.join(CONFIGS)}")
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--shards", type=int, default=4)
-    parser.add_argument("--epoch", type=float, default=1.0)
+    parser.add_argument("--epoch", type=float, default=5.0)
     parser.add_argument("--ttl", default="3650d", help="TTL of every group ('demo' keeps the YAML's)")
     parser.add_argument("--tiny-events", type=int, default=1000, help="events of the start-up run")
     parser.add_argument("--no-kernel", action="store_true", help="skip the kernel-only figure")

@@ -13,7 +13,7 @@ import json
 import multiprocessing as mp
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -31,7 +31,7 @@ T0 = 1_767_225_600_000
 
 
 def make_lines(n: int) -> list[bytes]:
-    statuses = ("available", "on_trip", "offline")
+    statuses: tuple[Literal["available", "on_trip", "offline"], ...] = ("available", "on_trip", "offline")
     return [
         DriverPing(
             event_time=T0 + i,
@@ -97,7 +97,8 @@ def latency(settings: KafkaSettings, rate: int, seconds: float) -> dict[str, flo
     topic = f"bench.latency.{uuid.uuid4().hex[:8]}"
     TopicAdmin(settings).ensure([TopicSpec(topic, partitions=4, retention_ms=3_600_000)])
     n = int(rate * seconds)
-    ready, out = mp.Event(), mp.Queue()
+    ready = mp.Event()
+    out: mp.Queue[list[float]] = mp.Queue()
     proc = mp.Process(target=_consume, args=(settings, topic, n, ready, out))
     proc.start()
     producer = EventProducer(settings, linger_ms=0)
