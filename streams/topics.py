@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from streams.admin import TopicSpec
+from streams.admin import TopicAdmin, TopicSpec
 from streams.settings import KafkaSettings
 
-__all__ = ["Topics"]
+__all__ = ["Topics", "partition_names"]
 
 _DAY_MS = 24 * 3600 * 1000
 
@@ -53,3 +53,9 @@ class Topics:
 
     def monitoring_spec(self) -> TopicSpec:
         return TopicSpec(self.monitoring, partitions=1, retention_ms=-1)
+
+
+def partition_names(settings: KafkaSettings, topics: list[str]) -> list[str]:
+    """`"<partition>-<topic>"` for every partition of `topics` (how stream sources name their parts)."""
+    admin = TopicAdmin(settings)
+    return [f"{p.partition}-{t}" for t in topics for p in admin.describe(t).partitions]

@@ -9,11 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
-from confluent_kafka import OFFSET_BEGINNING
 
 from processors.definitions import FeatureGroup
 from processors.engine import GroupEngine
@@ -21,6 +19,7 @@ from processors.runtime.decode import BatchDecoder
 from processors.runtime.items import ArchiveBatch, DeadLetterBatch, ShardBatch
 from processors.runtime.logic import ShardLogic
 from processors.runtime.sink import OutputConfig, ProcessorSink, SinkCounters
+from processors.runtime.source import PollingKafkaSource
 from streams.admin import TopicAdmin
 from streams.exceptions import TopicError
 from streams.settings import KafkaSettings
@@ -48,14 +47,7 @@ def build_flow(
     """source topics → decode (per batch) → per-shard state → sink."""
     topics = sorted({g.topic for g in groups})
     flow = Dataflow("affresco_" + "_".join(sorted(g.name for g in groups)))
-    source = KafkaSource(
-        brokers=output.kafka.bootstrap_servers.split(","),
-        topics=topics,
-        tail=not options.until_idle,
-        starting_offset=OFFSET_BEGINNING,
-        batch_size=options.batch_size,
-        add_config={"fetch.wait.max.ms": "20"},
-    )
+    source = PollingKafkaSource(output.kafka, topics, tail=not options.until_idle, batch_size=options.batch_size)
     msgs = op.input("kafka", flow, source)
     decoded = op.flat_map_batch("decode", msgs, BatchDecoder(groups, options.shards, archive=options.archive))
     engines = {g.ref: GroupEngine(g) for g in groups}
