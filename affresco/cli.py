@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from affresco.commands import backfill as backfill_cmd
 from affresco.commands import demo as demo_cmd
 from affresco.commands import events as events_cmd
 from affresco.commands import features as features_cmd
@@ -29,6 +30,7 @@ app.command("produce")(events_cmd.produce)
 app.command("tail")(events_cmd.tail)
 app.command("simulate")(simulate_cmd.simulate)
 app.command("demo")(demo_cmd.demo)
+app.command("backfill")(backfill_cmd.backfill)
 
 
 def main() -> None:

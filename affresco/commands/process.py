@@ -17,7 +17,7 @@ from processors.exceptions import ProcessorsError
 from processors.registry import FeatureRegistry
 from streams.exceptions import StreamsError
 
-__all__ = ["app"]
+__all__ = ["app", "resolve_groups"]
 
 app = typer.Typer(
     help="Run stream processors that compute feature groups from their source topics.", no_args_is_help=True
@@ -25,7 +25,8 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
-def _groups(names: list[str], definitions: Path | None, bootstrap: str | None) -> list[FeatureGroup]:
+def resolve_groups(names: list[str], definitions: Path | None, bootstrap: str | None) -> list[FeatureGroup]:
+    """Groups by name (or name:vN), from YAML when `definitions` is given, else from the registry."""
     if definitions is not None:
         by_name = {g.name: g for g in load_groups([definitions])} | {g.ref: g for g in load_groups([definitions])}
         missing = [n for n in names if n not in by_name]
@@ -72,7 +73,7 @@ def run(
     settings = PlatformSettings()
     kafka = kafka_settings(bootstrap_servers)
     try:
-        resolved = _groups(groups, definitions, bootstrap_servers)
+        resolved = resolve_groups(groups, definitions, bootstrap_servers)
     except (ProcessorsError, StreamsError) as exc:
         fail(str(exc))
     run_name = "+".join(sorted(g.ref.replace(":", "-") for g in resolved)) + f"@{store or settings.online_store}"

@@ -1,0 +1,142 @@
+"""Backfill replays the log through the same engine: its values equal the stream processor's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from backfill import BackfillJob, run_backfill
+from processors.runtime.flow import ProcessorOptions, run_processor
+from processors.runtime.sink import OutputConfig
+from state.online import OnlineRecord, open_store
+from streams.settings import KafkaSettings
+from tests.integration.processor_helpers import (
+    T0,
+    compile_groups,
+    fields_of,
+    group_docs,
+    latest_times,
+    produce_simulation,
+)
+
+pytestmark = pytest.mark.integration
+
+END = T0 + 365 * 24 * 3_600_000
+
+
+def _records(path: Path, keys: list[tuple[str, str]]) -> dict[tuple[str, str], OnlineRecord | None]:
+    with open_store("rocksdb", path=path, access="read_only") as store:
+        return store.get_many(keys)
+
+
+def test_replay_equals_streaming_from_kafka_and_from_the_archive(
+    kafka_settings: KafkaSettings, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    trips, pings = unique("trips"), unique("pings")
+    events = produce_simulation(kafka_settings, trips, pings, n=12_000, seed=21)
+    groups = compile_groups(group_docs(trips, pings))
+    streamed_db, offline = tmp_path / "streamed", tmp_path / "offline"
+    run_processor(
+        groups,
+        OutputConfig(
+            kafka_settings, lambda: open_store("rocksdb", path=streamed_db), offline, emit_feature_updates=False
+        ),
+        ProcessorOptions(until_idle=True),
+    )
+    for source in ("kafka", "archive"):
+        db = tmp_path / f"backfilled-{source}"
+        for group in groups:
+            job = BackfillJob(group, source, T0, END, tmp_path / f"offline-{source}", tmp_path / "cp",  # type: ignore[arg-type]
+                              chunk_size=1500, load_online=True)  # fmt: skip
+            if source == "archive":
+                job = BackfillJob(
+                    group, "archive", T0, END, offline, tmp_path / "cp", chunk_size=1500, load_online=True
+                )
+            report = run_backfill(job, kafka_settings, lambda db=db: open_store("rocksdb", path=db))  # type: ignore[misc]
+            assert report.invalid == 0 and report.late == 0
+            latest = latest_times(group, fields_of(events, group.event_type))
+            assert report.loaded_online == len(latest)
+            keys = [(group.ref, e) for e in latest]
+            streamed, backfilled = _records(streamed_db, keys), _records(db, keys)
+            differ = [k for k in keys if streamed[k] != backfilled[k]]
+            assert not differ, (source, group.ref, differ[:3])
+
+
+def test_interrupted_backfill_resumes_to_the_same_result(
+    kafka_settings: KafkaSettings, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    trips, pings = unique("trips"), unique("pings")
+    produce_simulation(kafka_settings, trips, pings, n=8000, seed=4)
+    group = compile_groups(group_docs(trips, pings))[0]
+
+    def job(name: str) -> BackfillJob:
+        return BackfillJob(
+            group, "kafka", T0, END, tmp_path / name, tmp_path / f"cp-{name}", chunk_size=500, load_online=True
+        )
+
+    whole = run_backfill(job("whole"), kafka_settings, lambda: open_store("rocksdb", path=tmp_path / "whole.db"))
+    part = run_backfill(
+        job("parts"), kafka_settings, lambda: open_store("rocksdb", path=tmp_path / "parts.db"), max_chunks=2
+    )
+    assert part.chunks == 2 and not part.resumed
+    rest = run_backfill(job("parts"), kafka_settings, lambda: open_store("rocksdb", path=tmp_path / "parts.db"))
+    assert rest.resumed and rest.read == whole.read and rest.accepted == whole.accepted
+    latest = {e for e in _entities(tmp_path / "whole.db", group.ref, whole.loaded_online)}
+    assert latest
+    assert _records(tmp_path / "whole.db", [(group.ref, e) for e in latest]) == _records(
+        tmp_path / "parts.db", [(group.ref, e) for e in latest]
+    )
+
+
+def _entities(db: Path, ref: str, expected: int) -> list[str]:
+    zones = [f"{c}-{i:02d}" for c in ("sfo", "nyc", "aus", "lon", "man", "sao", "rio") for i in range(1, 21)]
+    found = [z for z, r in _records(db, [(ref, z) for z in zones]).items() if r is not None]
+    assert len(found) == expected
+    return [z for _, z in found]
+
+
+def test_empty_range_does_nothing(kafka_settings: KafkaSettings, unique: Callable[[str], str], tmp_path: Path) -> None:
+    trips, pings = unique("trips"), unique("pings")
+    produce_simulation(kafka_settings, trips, pings, n=500, seed=4)
+    group = compile_groups(group_docs(trips, pings))[0]
+    job = BackfillJob(
+        group, "kafka", T0 - 10 * 3_600_000, T0 - 3_600_000, tmp_path / "o", tmp_path / "cp", load_online=True
+    )
+    report = run_backfill(job, kafka_settings, lambda: open_store("rocksdb", path=tmp_path / "db"))
+    assert (report.read, report.updates, report.loaded_online) == (0, 0, 0)
+
+
+def test_cli_backfill_and_bad_arguments(
+    kafka_settings: KafkaSettings, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from affresco.cli import app
+    from tests.integration.processor_helpers import write_yaml
+
+    trips, pings = unique("trips"), unique("pings")
+    produce_simulation(kafka_settings, trips, pings, n=1500, seed=2)
+    docs = group_docs(trips, pings)
+    defs = write_yaml(docs, tmp_path / "defs")
+    runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1", "AFFRESCO_DATA_DIR": str(tmp_path / "data")})
+    name = str(docs[0]["group"])
+    ok = runner.invoke(
+        app, ["backfill", name, "-d", str(defs), "--from", "2026-01-01", "--to", "2026-02-01", "--load-online"]
+    )
+    assert ok.exit_code == 0, ok.output
+    report = json.loads(ok.stdout.strip().splitlines()[-1])
+    assert report["read"] > 0 and report["loaded_online"] > 0 and report["invalid"] == 0
+    backwards = runner.invoke(app, ["backfill", name, "-d", str(defs), "--from", "2026-02-01", "--to", "2026-01-01"])
+    assert backwards.exit_code == 2 and "must be after" in backwards.output
+    bad_source = runner.invoke(
+        app, ["backfill", name, "-d", str(defs), "--from", "2026-01-01", "--to", "2026-01-02", "--source", "s3"]
+    )
+    assert bad_source.exit_code == 2 and "expected kafka or archive" in bad_source.output
+    bad_time = runner.invoke(app, ["backfill", name, "-d", str(defs), "--from", "yesterday", "--to", "2026-01-02"])
+    assert bad_time.exit_code == 2 and "expected an ISO-8601 time" in bad_time.output
+    unknown = runner.invoke(app, ["backfill", "nope", "-d", str(defs), "--from", "2026-01-01", "--to", "2026-01-02"])
+    assert unknown.exit_code == 2 and "not defined" in unknown.output
