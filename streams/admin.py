@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
@@ -12,7 +13,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from streams.exceptions import TopicError
 from streams.settings import KafkaSettings
 
-__all__ = ["PartitionInfo", "TopicAdmin", "TopicDescription", "TopicSpec"]
+__all__ = ["PartitionInfo", "TopicAdmin", "TopicDescription", "TopicSpec", "watermarks"]
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class TopicAdmin:
         # A just-created topic can be missing from metadata for a moment; producers would then fail.
         for _ in range(50):
             meta = self._admin.list_topics(timeout=self.timeout_s)
-            if all(n in meta.topics and not meta.topics[n].error for n in names):
+            if all(n in meta.topics and not meta.topics[n].error and _leaders_ready(meta.topics[n]) for n in names):
                 return
 
             time.sleep(0.1)
@@ -142,7 +143,7 @@ class TopicAdmin:
         try:
             partitions = []
             for pid, pmeta in sorted(topic.partitions.items()):
-                low, high = consumer.get_watermark_offsets(TopicPartition(name, pid), timeout=self.timeout_s)
+                low, high = watermarks(consumer, TopicPartition(name, pid), self.timeout_s)
                 partitions.append(PartitionInfo(pid, pmeta.leader, low, high))
         finally:
             consumer.close()
@@ -150,3 +151,23 @@ class TopicAdmin:
         entries = self._admin.describe_configs([resource])[resource].result(timeout=self.timeout_s)
         config = {k: v.value for k, v in entries.items() if not v.is_default and v.value is not None}
         return TopicDescription(name, partitions, config)
+
+
+_RETRIABLE = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+
+
+def _leaders_ready(topic: Any) -> bool:
+    return all(p.leader >= 0 and p.error is None for p in topic.partitions.values())
+
+
+def watermarks(consumer: Any, tp: TopicPartition, timeout_s: float) -> tuple[int, int]:
+    """Low and high offsets; a just-created partition may briefly have no leader: retry that."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in _RETRIABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

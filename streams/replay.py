@@ -15,6 +15,7 @@ from typing import cast
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from streams.admin import watermarks
 from streams.exceptions import ReplayError
 from streams.settings import KafkaSettings
 
@@ -93,7 +94,7 @@ def plan_replay(topic: str, rng: ReplayRange, settings: KafkaSettings | None = N
             parts = sorted(rng.partitions)
         lows, highs = {}, {}
         for p in parts:
-            lows[p], highs[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            lows[p], highs[p] = watermarks(consumer, TopicPartition(topic, p), 10.0)
         if rng.start_ms is not None:
             starts = _offsets_for(consumer, topic, parts, rng.start_ms, highs)
         else:
