@@ -31,6 +31,7 @@ app.command("tail")(events_cmd.tail)
 app.command("simulate")(simulate_cmd.simulate)
 app.command("demo")(demo_cmd.demo)
 app.command("backfill")(backfill_cmd.backfill)
+app.command("consistency")(backfill_cmd.consistency)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from processors.exceptions import ProcessorsError
 from state.exceptions import StateError
 from streams.exceptions import StreamsError
 
-__all__ = ["backfill"]
+__all__ = ["backfill", "consistency"]
 
 
 def backfill(
@@ -66,3 +66,30 @@ def backfill(
     except (ProcessorsError, StreamsError, StateError) as exc:
         fail(str(exc))
     typer.echo(json.dumps({"group": resolved.ref, "source": source, **report.__dict__}))
+
+
+def consistency(
+    group: str = typer.Argument(..., help="Feature group (name or name:vN)."),
+    sample: int = typer.Option(1000, "--sample", min=1, help="Entities to compare (random, seeded)."),
+    store: str | None = typer.Option(None, "--store", help="rocksdb or cassandra.", envvar="AFFRESCO_ONLINE_STORE"),
+    definitions: Path | None = typer.Option(None, "--definitions", "-d", help="YAML instead of the registry."),
+    bootstrap_servers: str | None = BootstrapOption,
+) -> None:
+    """Compare what the stream processor produced (online store, FeatureUpdate log) with a replay.
+
+    Exit code 1 when any value differs.
+    """
+    from backfill.consistency import check_consistency
+
+    settings = PlatformSettings()
+    kafka = kafka_settings(bootstrap_servers)
+    try:
+        [resolved] = resolve_groups([group], definitions, bootstrap_servers)
+        report = check_consistency(
+            resolved, kafka, lambda: open_online_store(settings, store, read_only=True), sample=sample
+        )
+    except (ProcessorsError, StreamsError, StateError) as exc:
+        fail(str(exc))
+    typer.echo(json.dumps({**report.__dict__, "mismatch_rate": report.mismatch_rate}, indent=2))
+    if report.mismatches:
+        raise typer.Exit(1)

@@ -120,6 +120,10 @@ def demo(
         _run(["features", "get", "city_eta", sample.city])
         _run(["features", "get", "rider_history", sample.rider_id])
 
+    console.print(Rule("8. Consistency: a replay of the log gives the same values (mismatch rate 0)"))
+    for group in ("zone_demand", "rider_history"):
+        _run(["consistency", group, "--sample", "300"])
+
     trips = admin.describe(TRIPS_TOPIC).messages
     pings = admin.describe(DRIVER_PINGS_TOPIC).messages
     console.print(Rule("Summary"))

@@ -140,3 +140,31 @@ def test_cli_backfill_and_bad_arguments(
     assert bad_time.exit_code == 2 and "expected an ISO-8601 time" in bad_time.output
     unknown = runner.invoke(app, ["backfill", "nope", "-d", str(defs), "--from", "2026-01-01", "--to", "2026-01-02"])
     assert unknown.exit_code == 2 and "not defined" in unknown.output
+
+
+def test_consistency_is_zero_on_a_clean_run_and_catches_a_wrong_value(
+    kafka_settings: KafkaSettings, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from backfill.consistency import check_consistency
+
+    trips, pings = unique("trips"), unique("pings")
+    produce_simulation(kafka_settings, trips, pings, n=5000, seed=8)
+    group = compile_groups(group_docs(trips, pings))[0]
+    db = tmp_path / "online"
+    run_processor([group], OutputConfig(kafka_settings, lambda: open_store("rocksdb", path=db), None),
+                  ProcessorOptions(until_idle=True, archive=False))  # fmt: skip
+    report = check_consistency(group, kafka_settings, lambda: open_store("rocksdb", path=db, access="read_only"))
+    assert report.sampled > 10 and report.compared == 2 * report.sampled  # online and the FeatureUpdate log
+    assert (report.mismatches, report.lagging, report.mismatch_rate) == (0, 0, 0.0)
+
+    # Corrupt one online value (same event time, newer revision): the check must notice.
+    with open_store("rocksdb", path=db) as store:
+        entity = next(e for e in ("nyc-01", "lon-01", "sfo-01", "sao-01") if store.get(group.ref, e))
+        record = store.get(group.ref, entity)
+        assert record is not None
+        store.upsert([replace(record, values={**record.values, "requests_10m": 999}, revision=999)])
+    bad = check_consistency(group, kafka_settings, lambda: open_store("rocksdb", path=db, access="read_only"))
+    assert bad.mismatches == 1 and bad.examples[0]["entity"] == entity and bad.examples[0]["source"] == "online"
+    assert bad.examples[0]["differences"]["requests_10m"]["produced"] == 999
