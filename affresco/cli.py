@@ -12,6 +12,7 @@ from affresco.commands import infra as infra_cmd
 from affresco.commands import process as process_cmd
 from affresco.commands import simulate as simulate_cmd
 from affresco.commands import topics as topics_cmd
+from affresco.commands import training as training_cmd
 
 __all__ = ["app", "main"]
 
@@ -32,6 +33,7 @@ app.command("simulate")(simulate_cmd.simulate)
 app.command("demo")(demo_cmd.demo)
 app.command("backfill")(backfill_cmd.backfill)
 app.command("consistency")(backfill_cmd.consistency)
+app.command("training-set")(training_cmd.training_set)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from typer.main import get_command
 
 import processors
 from affresco.commands._common import fail, kafka_settings
+from affresco.settings import PlatformSettings
 from streams.admin import TopicAdmin
 from streams.consumer import header
 from streams.events import TripCompleted
@@ -123,6 +124,14 @@ def demo(
     console.print(Rule("8. Consistency: a replay of the log gives the same values (mismatch rate 0)"))
     for group in ("zone_demand", "rider_history"):
         _run(["consistency", group, "--sample", "300"])
+
+    console.print(Rule("9. A point-in-time-correct training set: trip ETAs with features as of each request"))
+    out = Path(PlatformSettings().data_dir).absolute() / "training" / "eta.parquet"
+    _run([
+        "training-set", "--labels", TRIPS_TOPIC, "--out", str(out), "--entity", "zone_supply=pickup_zone",
+        "--features", "zone_demand:requests_10m,zone_demand:max_surge_1h,zone_supply:available_drivers_10m,"
+        "city_eta:mean_s_per_km_1h,rider_history:trips_7d",
+    ])  # fmt: skip
 
     trips = admin.describe(TRIPS_TOPIC).messages
     pings = admin.describe(DRIVER_PINGS_TOPIC).messages

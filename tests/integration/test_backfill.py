@@ -168,3 +168,41 @@ def test_consistency_is_zero_on_a_clean_run_and_catches_a_wrong_value(
     bad = check_consistency(group, kafka_settings, lambda: open_store("rocksdb", path=db, access="read_only"))
     assert bad.mismatches == 1 and bad.examples[0]["entity"] == entity and bad.examples[0]["source"] == "online"
     assert bad.examples[0]["differences"]["requests_10m"]["produced"] == 999
+
+
+def test_cli_training_set_from_outcome_events(
+    kafka_settings: KafkaSettings, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    import json
+
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from affresco.cli import app
+    from tests.integration.processor_helpers import write_yaml
+    from tests.reference import group_values_as_of
+
+    trips, pings = unique("trips"), unique("pings")
+    events = produce_simulation(kafka_settings, trips, pings, n=3000, seed=6)
+    docs = group_docs(trips, pings)
+    defs = write_yaml(docs, tmp_path / "defs")
+    demand, supply = (str(d["group"]) for d in docs)
+    out = tmp_path / "train.parquet"
+    runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1", "AFFRESCO_DATA_DIR": str(tmp_path / "data")})
+    result = runner.invoke(app, [
+        "training-set", "--labels", trips, "-d", str(defs), "--out", str(out), "--entity", f"{supply}=pickup_zone",
+        "--features", f"{demand}:requests_10m,{demand}:mean_km_1h,{supply}:available_10m",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    table = pq.read_table(out).to_pylist()
+    completed = [e for e in events if e.type_name() == "trip_completed"]
+    assert summary["rows"] == len(table) == len(completed)
+    group = compile_groups(docs)[0]
+    requested = fields_of(events, "trip_requested")
+    for row in table[::25]:  # as of the request time: the label's own and later events never leak in
+        expected = group_values_as_of(group, requested, row["requested_at"]).get(row["pickup_zone"])
+        assert row[f"{demand}__requests_10m"] == (None if expected is None else expected["requests_10m"])
+    bad = runner.invoke(app, ["training-set", "--labels", trips, "-d", str(defs), "--out", str(out),
+                              "--features", "zone_demand-requests"])  # fmt: skip
+    assert bad.exit_code == 2 and "expected group:feature" in bad.output

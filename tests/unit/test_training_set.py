@@ -1,0 +1,85 @@
+"""Point-in-time joins: each label gets the value as of its time, never anything later; TTL respected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from backfill.training import FeatureRequest, point_in_time_join
+from processors.definitions import FeatureGroup, compile_spec
+from processors.engine import SourceRow
+from streams.sim import simulate
+from tests.reference import group_values_as_of
+
+T0 = 1_767_225_600_000
+HOUR = 3_600_000
+
+
+def group(**over: Any) -> FeatureGroup:
+    doc: dict[str, Any] = {
+        "group": "zone_demand", "version": 1, "owner": "t", "description": "t", "entity": "zone",
+        "key": "pickup_zone", "ttl": "2h", "source": {"topic": "rides.trips", "event_type": "trip_requested"},
+        "features": [
+            {"name": "n_10m", "agg": "count", "window": "10m"},
+            {"name": "km_1h", "agg": "mean", "expr": "distance_km", "window": "1h"},
+            {"name": "riders_1h", "agg": "approx_distinct", "expr": "rider_id", "window": "1h"},
+            {"name": "last_dropoff", "expr": "dropoff_zone"},
+        ],
+    }  # fmt: skip
+    doc.update(over)
+    g, problems = compile_spec(doc, "test")
+    assert g is not None, problems
+    return g
+
+
+def test_values_equal_the_reference_as_of_each_label_time() -> None:
+    g = group()
+    events = list(simulate(6000, seed=12, start_ms=T0))
+    requests = [e.__dict__ for e in events if e.type_name() == "trip_requested"]
+    labels = [
+        {"trip_id": e.trip_id, "pickup_zone": e.pickup_zone, "t": e.requested_at, "eta_s": e.eta_s}  # type: ignore[attr-defined]
+        for e in events
+        if e.type_name() == "trip_completed"
+    ]
+    rows = [SourceRow(f, 0, i) for i, f in enumerate(requests)]
+    request = FeatureRequest(g, ("n_10m", "km_1h", "riders_1h", "last_dropoff"), "pickup_zone")
+    joined = point_in_time_join(labels, "t", [request], {g.ref: rows})
+    assert len(joined) == len(labels) > 100
+    for label, row in list(zip(labels, joined, strict=True))[::7]:
+        expected = group_values_as_of(g, requests, label["t"]).get(label["pickup_zone"])
+        for f in request.features:
+            got = row[request.column(f)]
+            want = None if expected is None else expected[f]
+            assert got == (pytest.approx(want) if isinstance(want, float) else want), (label, f)
+        assert row["eta_s"] == label["eta_s"]  # label columns pass through
+
+
+def test_a_later_event_never_leaks_and_ttl_expires() -> None:
+    g = group()
+
+    def req(i: int, t: int, zone: str = "z") -> SourceRow:
+        fields = {"event_time": t, "event_type": "trip_requested", "trip_id": f"t{i}", "rider_id": f"r{i}",
+                  "country": "US", "city": "c", "pickup_zone": zone, "dropoff_zone": f"d{i}", "distance_km": 1.0 + i,
+                  "surge": 1.0}  # fmt: skip
+        return SourceRow(fields, 0, i)
+
+    rows = [req(0, T0), req(1, T0 + 60_000), req(2, T0 + 60_001)]  # the last one is 1 ms after the label
+    labels = [{"zone": "z", "t": T0 + 60_000}, {"zone": "z", "t": T0 + 60_001}, {"zone": "z", "t": T0 + 3 * HOUR},
+              {"zone": "other", "t": T0 + 60_000}, {"zone": None, "t": T0}]  # fmt: skip
+    request = FeatureRequest(g, ("n_10m", "km_1h", "last_dropoff"), "zone")
+    out = point_in_time_join(labels, "t", [request], {g.ref: rows})
+    assert (out[0]["zone_demand__n_10m"], out[0]["zone_demand__km_1h"], out[0]["zone_demand__last_dropoff"]) == (
+        2,
+        1.5,
+        "d1",
+    )
+    assert (out[1]["zone_demand__n_10m"], out[1]["zone_demand__last_dropoff"]) == (3, "d2")
+    assert out[2]["zone_demand__n_10m"] is None  # 3 h after the last event: older than the 2 h TTL
+    assert out[3]["zone_demand__n_10m"] is None and out[4]["zone_demand__n_10m"] is None
+
+
+def test_empty_events_give_nulls() -> None:
+    g = group()
+    out = point_in_time_join([{"zone": "z", "t": T0}], "t", [FeatureRequest(g, ("n_10m",), "zone")], {})
+    assert out == [{"zone": "z", "t": T0, "zone_demand__n_10m": None}]
