@@ -19,7 +19,7 @@ from pathlib import Path
 from backfill.source import SourceKind, count_planned, read_chunks
 from processors.definitions import FeatureGroup
 from processors.engine import EntityState, EntityUpdate, GroupEngine, Watermark
-from processors.records import online_record
+from processors.records import mirror_row, online_record
 from state.offline import ParquetMirror
 from state.online import OnlineStore
 from streams.admin import TopicAdmin
@@ -121,13 +121,7 @@ def run_backfill(
         for r in result.rejected:
             report.rejected[r.reason] = report.rejected.get(r.reason, 0) + 1
         if result.updates:
-            mirror.write(
-                [
-                    {"entity_key": u.entity, "event_time": u.event_time, "revision": u.revision, **u.values,
-                     "kafka_partition": u.partition, "kafka_offset": u.offset}
-                    for u in result.updates
-                ]
-            )  # fmt: skip
+            mirror.write([mirror_row(u) for u in result.updates])
         cp.offsets, cp.next_hour_ms = chunk.offsets, chunk.next_hour_ms
         report.chunks += 1
         _save(path, cp)

@@ -6,13 +6,15 @@ writer stores an update the same way.
 
 from __future__ import annotations
 
+from typing import Any
+
 from processors.definitions import FeatureGroup
 from processors.engine import EntityUpdate
 from state.online import OnlineRecord
 from state.online.base import MAX_REVISION
 from streams.events.platform import FeatureUpdate
 
-__all__ = ["feature_update_event", "online_record"]
+__all__ = ["feature_update_event", "mirror_row", "online_record"]
 
 
 def online_record(group: FeatureGroup, update: EntityUpdate) -> OnlineRecord:
@@ -38,3 +40,15 @@ def feature_update_event(group: FeatureGroup, update: EntityUpdate) -> FeatureUp
         source_partition=update.partition,
         source_offset=update.offset,
     )
+
+
+def mirror_row(update: EntityUpdate) -> dict[str, Any]:
+    """The offline (Parquet) row of an update: key, event time, revision, values, Kafka position."""
+    return {
+        "entity_key": update.entity,
+        "event_time": update.event_time,
+        "revision": update.revision,
+        **update.values,
+        "kafka_partition": update.partition,
+        "kafka_offset": update.offset,
+    }

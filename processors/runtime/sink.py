@@ -23,7 +23,7 @@ from typing import Any
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from processors.definitions import FeatureGroup
-from processors.records import feature_update_event, online_record
+from processors.records import feature_update_event, mirror_row, online_record
 from processors.runtime.items import ArchiveBatch, ArchiveRow, DeadLetterBatch, GroupOutput
 from state.online import OnlineRecord, OnlineStore
 from streams.dlq import DeadLetterWriter
@@ -105,16 +105,7 @@ class _Partition(StatefulSinkPartition[Any, None]):
                     headers=[*event_headers(FeatureUpdate), ("revision", str(u.revision).encode())],
                     timestamp_ms=u.event_time,
                 )
-            mirror.append(
-                {
-                    "entity_key": u.entity,
-                    "event_time": u.event_time,
-                    "revision": u.revision,
-                    **u.values,
-                    "kafka_partition": u.partition,
-                    "kafka_offset": u.offset,
-                }
-            )
+            mirror.append(mirror_row(u))
         self.counters.updates += len(out.updates)
         for rej in out.rejected:
             row = rej.row
