@@ -48,7 +48,8 @@ schemas: setup
 # Each benchmark prints one JSON line (figures and machine in README.md). ~8 minutes in all.
 bench: jars
 	@bash infra/with-services.sh kafka,cassandra -- sh -c '$(BIN)/python -m bench.produce && \
-		$(BIN)/python -m bench.processor && $(BIN)/python -m bench.freshness && $(BIN)/python -m bench.online_get'
+		$(BIN)/python -m bench.processor && $(BIN)/python -m bench.freshness && $(BIN)/python -m bench.online_get && \
+		$(BIN)/python -m bench.backfill'
 
 
 status: setup
