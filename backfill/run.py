@@ -81,7 +81,7 @@ def _save(path: Path, cp: _Checkpoint) -> None:
 
 def _partitions(job: BackfillJob, settings: KafkaSettings) -> int:
     try:
-        return len(TopicAdmin(settings).describe(job.group.topic).partitions)
+        return len(TopicAdmin(settings).partitions(job.group.topic))
     except TopicError:
         return 1  # the topic is gone (archive-only history): the archive's order is per partition anyway
 

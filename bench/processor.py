@@ -170,7 +170,7 @@ def _child(job: dict[str, Any], out: Any) -> None:
             "last_write_s": (writes[-1] - started) if writes else None,
             "store_writes": len(writes),
             "updates": counters.updates,
-            "dead_letters": dict(counters.dead_letters or {}),
+            "dead_letters": dict(counters.dead_letters),
             "archived": counters.archived,
             "machine_busy_cores": (machine1[0] - machine0[0]) / (machine1[1] - machine0[1]) * (os.cpu_count() or 1),
         }

@@ -130,6 +130,15 @@ class TopicAdmin:
                     msg = f"could not delete topic {name!r}: {exc.args[0].str()}"
                     raise TopicError(msg) from exc
 
+    def partitions(self, name: str) -> list[int]:
+        """The partition ids of a topic (metadata only: no offsets, no configs)."""
+        meta = self._admin.list_topics(topic=name, timeout=self.timeout_s)
+        topic = meta.topics.get(name)
+        if topic is None or topic.error is not None:
+            msg = f"topic {name!r} not found at {self.settings.bootstrap_servers}"
+            raise TopicError(msg)
+        return sorted(topic.partitions)
+
     def describe(self, name: str) -> TopicDescription:
         """Partitions with leaders and low/high watermarks, and the topic's non-default config."""
         from confluent_kafka import Consumer

@@ -58,4 +58,4 @@ class Topics:
 def partition_names(settings: KafkaSettings, topics: list[str]) -> list[str]:
     """`"<partition>-<topic>"` for every partition of `topics` (how stream sources name their parts)."""
     admin = TopicAdmin(settings)
-    return [f"{p.partition}-{t}" for t in topics for p in admin.describe(t).partitions]
+    return [f"{p}-{t}" for t in topics for p in admin.partitions(t)]

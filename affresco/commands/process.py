@@ -95,7 +95,7 @@ def run(
     summary = {
         "groups": [g.ref for g in resolved],
         "updates": counters.updates,
-        "dead_letters": dict(counters.dead_letters or {}),
+        "dead_letters": dict(counters.dead_letters),
         "archived": counters.archived,
         "seconds": round(time.monotonic() - started, 2),
     }

@@ -43,20 +43,23 @@ def _parse_features(text: str) -> dict[str, list[str]]:
     return wanted
 
 
-def _labels_from_topic(topic: str, label_type: str, settings: KafkaSettings) -> list[dict[str, Any]]:
+def _labels_from_topic(topic: str, label_type: str, settings: KafkaSettings) -> tuple[list[dict[str, Any]], int]:
+    """Valid label events as rows, and how many records of the type were invalid (skipped, counted)."""
     try:
         cls = event_class(label_type)
     except UnknownEventTypeError as exc:
         raise typer.BadParameter(str(exc), param_hint="--label-type") from None
-    decoder, wanted, rows = EventDecoder(cls), cls.type_name().encode(), []
+    decoder, wanted, rows, invalid = EventDecoder(cls), cls.type_name().encode(), [], 0
     for batch in replay(topic, ReplayRange(), settings):
         for m in batch:
             if header(m, "event_type") not in (None, wanted):
                 continue
             event = decoder.decode_one(m.value() or b"")
-            if not isinstance(event, Rejection):
+            if isinstance(event, Rejection):
+                invalid += 1  # dead-lettered by whoever consumed it first; here it is counted, not used
+            else:
                 rows.append(dict(event.__dict__))
-    return rows
+    return rows, invalid
 
 
 def training_set(
@@ -94,9 +97,9 @@ def training_set(
     try:
         groups = resolve_groups(list(wanted), definitions, bootstrap_servers)
         if labels.endswith(".parquet"):
-            label_rows = pq.read_table(labels).to_pylist()
+            label_rows, invalid_labels = pq.read_table(labels).to_pylist(), 0
         else:
-            label_rows = _labels_from_topic(labels, label_type, kafka)
+            label_rows, invalid_labels = _labels_from_topic(labels, label_type, kafka)
         if not label_rows:
             fail(f"no label rows in {labels}")
         if time_column not in label_rows[0]:
@@ -124,5 +127,5 @@ def training_set(
     pq.write_table(pa.Table.from_pylist(joined), out)
     filled = {r.column(f): sum(row[r.column(f)] is not None for row in joined) for r in requests for f in r.features}
     err_console.print(f"wrote {len(joined):,} rows to {out}", highlight=False)
-    typer.echo(json.dumps({"rows": len(joined), "out": str(out), "non_null": filled,
+    typer.echo(json.dumps({"rows": len(joined), "out": str(out), "invalid_labels": invalid_labels, "non_null": filled,
                            "seconds": round(time.monotonic() - started, 2)}))  # fmt: skip

@@ -66,7 +66,7 @@ def build_flow(
 def _partition_counts(settings: KafkaSettings, topics: list[str]) -> dict[str, int]:
     admin = TopicAdmin(settings)
     try:
-        return {t: len(admin.describe(t).partitions) for t in topics}
+        return {t: len(admin.partitions(t)) for t in topics}
     except TopicError as exc:
         msg = f"{exc}: produce to it first (e.g. `affresco simulate`) or create it (`affresco topics create`)"
         raise TopicError(msg) from exc

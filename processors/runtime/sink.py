@@ -16,7 +16,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +50,8 @@ class OutputConfig:
 @dataclass
 class SinkCounters:
     updates: int = 0
-    dead_letters: Counter[str] | None = None
+    dead_letters: Counter[str] = field(default_factory=Counter)
     archived: int = 0
-
-    def __post_init__(self) -> None:
-        self.dead_letters = Counter()
 
 
 class _Partition(StatefulSinkPartition[Any, None]):
@@ -118,7 +115,6 @@ class _Partition(StatefulSinkPartition[Any, None]):
         self.dlq.send(
             source_topic=topic, value=value, reason=reason, error=error, key=key, partition=partition, offset=offset
         )
-        assert self.counters.dead_letters is not None
         self.counters.dead_letters[reason] += 1
 
     def _flush_files(self) -> None:

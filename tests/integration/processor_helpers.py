@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from processors.definitions import FeatureGroup, compile_spec
+from state.online import OnlineRecord, open_store
 from streams.admin import TopicAdmin, TopicSpec
 from streams.events.base import Event
 from streams.producer import EventProducer
@@ -95,3 +96,9 @@ def latest_times(group: FeatureGroup, rows: list[dict[str, Any]]) -> dict[str, t
 
 
 StoreFactory = Callable[[], Any]
+
+
+def read_records(path: Path, keys: list[tuple[str, str]]) -> dict[tuple[str, str], OnlineRecord | None]:
+    """Records of a RocksDB online store, opened read-only (another process may own it)."""
+    with open_store("rocksdb", path=path, access="read_only") as store:
+        return store.get_many(keys)

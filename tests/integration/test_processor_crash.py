@@ -16,7 +16,7 @@ import pytest
 from processors.runtime.flow import ProcessorOptions, run_processor
 from processors.runtime.sink import OutputConfig
 from state.offline import read_mirror
-from state.online import OnlineRecord, open_store
+from state.online import open_store
 from streams.settings import KafkaSettings
 from tests.integration.processor_helpers import (
     compile_groups,
@@ -24,6 +24,7 @@ from tests.integration.processor_helpers import (
     group_docs,
     latest_times,
     produce_simulation,
+    read_records,
     write_yaml,
 )
 
@@ -33,11 +34,6 @@ pytestmark = pytest.mark.integration
 def _cli(names: list[str], definitions: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "affresco.cli", "process", "run", *names,
             "-d", str(definitions), "--epoch", "0.2", "--batch-size", "1000", *extra]  # fmt: skip
-
-
-def _records(path: Path, keys: list[tuple[str, str]]) -> dict[tuple[str, str], OnlineRecord | None]:
-    with open_store("rocksdb", path=path, access="read_only") as store:
-        return store.get_many(keys)
 
 
 def test_kill_9_and_restart_equals_an_uninterrupted_run(
@@ -82,7 +78,7 @@ def test_kill_9_and_restart_equals_an_uninterrupted_run(
     for group in groups:
         latest = latest_times(group, fields_of(events, group.event_type))
         keys += [(group.ref, entity) for entity in latest]
-    expected, got = _records(reference_db, keys), _records(data / "online" / "rocksdb", keys)
+    expected, got = read_records(reference_db, keys), read_records(data / "online" / "rocksdb", keys)
     assert all(expected[k] is not None for k in keys)
 
     # Whole records: version, values and the window state bytes, exactly.
