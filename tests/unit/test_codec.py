@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
-from streams.codec import EventDecoder
+from streams.codec import EventDecoder, Rejection
 from streams.events import DriverPing
+from streams.events.registry import any_event_adapter
 
 GOOD = {"event_time": 5, "driver_id": "d-1", "country": "US", "city": "nyc", "zone": "z1", "status": "available"}
 
@@ -53,3 +55,41 @@ def test_decode_one_matches_decode() -> None:
     rej = decoder.decode_one(b"nope")
     assert not isinstance(rej, DriverPing)
     assert rej.reason == "malformed_json"
+
+
+@pytest.mark.parametrize("event_type", [DriverPing, None])
+def test_verdicts_and_values_equal_the_pydantic_adapters(event_type: type[DriverPing] | None) -> None:
+    # The decoder builds its own validator (to cache fewer strings) from the adapter's core schema.
+    adapter = TypeAdapter(event_type) if event_type else any_event_adapter
+    decoder = EventDecoder(event_type)
+    typed = {"event_type": "driver_ping"}
+    payloads = [
+        row(**typed),
+        row(**typed, zone="z" * 64),
+        row(**typed, zone="z" * 65),  # past the length pydantic would cache
+        row(**typed, zone=""),
+        row(**typed, country="USA"),
+        row(**typed, event_time=-1),
+        row(**typed, event_time=1.0),
+        row(**typed, extra=1),
+        row(event_type="trip_requested"),
+        row(event_type="teleport"),
+        b'{"event_time": 5, "event_time": 6}',
+        b"[]",
+        b"null",
+        b"{",
+    ]
+    for raw in payloads:
+        try:
+            expected: object = adapter.validate_json(raw)
+        except ValidationError as exc:
+            expected = [(e["type"], e["loc"]) for e in exc.errors()]
+        got = decoder.decode_one(raw)
+        if isinstance(got, Rejection):
+            try:
+                decoder._validate_json(raw)
+            except ValidationError as exc:
+                assert [(e["type"], e["loc"]) for e in exc.errors()] == expected, raw
+        else:
+            assert got == expected, raw
+            assert type(got) is type(expected)
