@@ -9,20 +9,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
+
+from confluent_kafka import Message
 
 from processors.definitions import FeatureGroup
 from processors.engine import SourceRow
 from state.offline import read_raw
 from streams.codec import EventDecoder, Rejection
-from streams.consumer import header
 from streams.replay import ReplayRange, plan_replay, replay
 from streams.settings import KafkaSettings
 
 __all__ = ["Chunk", "SourceKind", "count_planned", "read_chunks"]
 
 SourceKind = Literal["kafka", "archive"]
+_Headers = list[tuple[str, bytes | None]]
 HOUR = 3_600_000
+# Records per consume call: big enough to amortise the call, small enough to stay in cache.
+CONSUME_BATCH = 10_000
 
 
 @dataclass
@@ -78,25 +82,53 @@ def _kafka(
     resume: dict[int, int],
 ) -> Iterator[Chunk]:
     chunk = Chunk(offsets=dict(resume))
-    for batch in replay(group.topic, ReplayRange(start_ms=start_ms, end_ms=end_ms), settings, batch_size=chunk_size):
-        for m in batch:
-            p, off = m.partition() or 0, m.offset() or 0
-            if off < resume.get(p, -1):
-                continue  # done before the interruption
-            chunk.read += 1
-            chunk.offsets[p] = off + 1
-            ts = m.timestamp()[1]
-            if ts > chunk.partition_max.get(p, -1):
-                chunk.partition_max[p] = ts
-            etype = header(m, "event_type")
-            if etype is not None and etype != wanted:
-                continue
-            _decode(decoder, m.value() or b"", p, off, m.key(), chunk)
-        if chunk.read >= chunk_size:
-            yield chunk
-            chunk = Chunk(offsets=dict(chunk.offsets))
+    rng = ReplayRange(start_ms=start_ms, end_ms=end_ms)
+    # Consume in small batches (a few MB of messages alive at once) and cut chunks at exactly
+    # `chunk_size` records, so a chunk does not depend on how the broker happened to batch them.
+    for batch in replay(group.topic, rng, settings, batch_size=min(chunk_size, CONSUME_BATCH)):
+        if resume:  # records done before the interruption
+            batch = [m for m in batch if (m.offset() or 0) >= resume.get(m.partition() or 0, -1)]
+        i = 0
+        while i < len(batch):
+            room = chunk_size - chunk.read
+            _fill(chunk, batch[i : i + room], decoder, wanted)
+            i += room
+            if chunk.read >= chunk_size:
+                yield chunk
+                chunk = Chunk(offsets=dict(chunk.offsets))
     if chunk.read:
         yield chunk
+
+
+def _fill(chunk: Chunk, messages: list[Message], decoder: EventDecoder, wanted: bytes) -> None:
+    """Add `messages` to `chunk`: every one is read, those of the wanted type decoded."""
+    # The hottest loop of a backfill (every record of the topic passes here): the chunk's fields
+    # are bound to locals and the header lookup is inlined.
+    decode = decoder.decode_one
+    rows, offsets, partition_max = chunk.rows, chunk.offsets, chunk.partition_max
+    invalid = 0
+    for m in messages:
+        p, off = m.partition() or 0, m.offset() or 0  # never None on a record (replay drops errors)
+        offsets[p] = off + 1
+        ts = m.timestamp()[1]
+        if ts > partition_max.get(p, -1):
+            partition_max[p] = ts
+        etype = None
+        # = streams.consumer.header(m, "event_type") inlined; a consumed record's headers are a list.
+        for name, v in cast(_Headers, m.headers() or ()):
+            if name == "event_type":
+                etype = v
+                break
+        if etype is not None and etype != wanted:
+            continue
+        value = m.value() or b""
+        decoded = decode(value)
+        if isinstance(decoded, Rejection):
+            invalid += 1  # the stream processor dead-lettered it already
+            continue
+        rows.append(SourceRow(decoded.__dict__, p, off, value, m.key()))
+    chunk.read += len(messages)
+    chunk.invalid += invalid
 
 
 def _archive(

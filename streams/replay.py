@@ -142,19 +142,22 @@ def replay(
                 continue
             idle = 0.0
             batch: list[Message] = []
-            for m in msgs:
-                p, off, err = cast(int, m.partition()), cast(int, m.offset()), m.error()
+            append = batch.append
+            for m in msgs:  # per record: keep this loop lean (no helper calls on the common path)
+                err = m.error()
                 if err is not None:
+                    p = cast(int, m.partition())
                     if err.code() == KafkaError._PARTITION_EOF and p in ends:
                         # Reached the log end; the planned end was the high watermark then.
                         del ends[p]
                         consumer.incremental_unassign([TopicPartition(topic, p)])
                     continue
+                p, off = m.partition() or 0, m.offset() or 0  # never None on a record
                 end = ends.get(p)
                 if end is None:
                     continue
                 if off < end:
-                    batch.append(m)
+                    append(m)
                 if off >= end - 1:
                     del ends[p]
                     consumer.incremental_unassign([TopicPartition(topic, p)])

@@ -1,0 +1,112 @@
+"""Backfill's Kafka source: chunks of exactly `chunk_size` records, type routing, resume, progress."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import backfill.source as source
+from backfill.source import Chunk, read_chunks
+from streams.settings import KafkaSettings
+from tests.unit.test_engine import make_group
+
+T0 = 1_767_225_600_000
+
+
+@dataclass
+class FakeMessage:
+    """The part of confluent_kafka.Message a backfill reads."""
+
+    p: int
+    off: int
+    ts: int
+    payload: bytes
+    hdrs: list[tuple[str, bytes | None]] | None
+
+    def partition(self) -> int:
+        return self.p
+
+    def offset(self) -> int:
+        return self.off
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self.ts)
+
+    def headers(self) -> list[tuple[str, bytes | None]] | None:
+        return self.hdrs
+
+    def value(self) -> bytes:
+        return self.payload
+
+    def key(self) -> bytes:
+        return b"k"
+
+
+def trip(t: int, **over: Any) -> bytes:
+    fields = {
+        "event_time": t, "event_type": "trip_requested", "trip_id": "t", "rider_id": "r", "country": "US",
+        "city": "nyc", "pickup_zone": "z1", "dropoff_zone": "z2", "distance_km": 2.0, "surge": 1.0,
+    }  # fmt: skip
+    return orjson.dumps({**fields, **over})
+
+
+def messages() -> list[FakeMessage]:
+    """Two partitions; every 5th record another type (by header), every 7th invalid, some without headers."""
+    out = []
+    for i in range(60):
+        p, off, t = i % 2, i // 2, T0 + i * 1000 - (5000 if i == 11 else 0)  # one out-of-order timestamp
+        hdrs: list[tuple[str, bytes | None]] | None = [("event_type", b"trip_requested"), ("schema_version", b"1")]
+        if i % 5 == 0:
+            hdrs = [("schema_version", b"1"), ("event_type", b"trip_completed")]
+        elif i % 6 == 0:
+            hdrs = None  # no header: decoded as the group's type
+        payload = trip(t, distance_km=-1.0) if i % 7 == 0 else trip(t)
+        out.append(FakeMessage(p, off, t, payload, hdrs))
+    return out
+
+
+def chunks(monkeypatch: pytest.MonkeyPatch, batch: int, chunk_size: int, **kw: Any) -> list[Chunk]:
+    msgs = messages()
+
+    def fake_replay(*_: Any, batch_size: int, **__: Any) -> Iterator[list[FakeMessage]]:
+        assert batch_size == min(chunk_size, source.CONSUME_BATCH)
+        for lo in range(0, len(msgs), batch):
+            yield msgs[lo : lo + batch]
+
+    monkeypatch.setattr(source, "replay", fake_replay)
+    group = make_group()
+    return list(read_chunks(group, "kafka", T0, T0 + 10**9, settings=KafkaSettings(), offline_root=Path("."),
+                            chunk_size=chunk_size, **kw))  # fmt: skip
+
+
+@pytest.mark.parametrize(("batch", "chunk_size"), [(7, 10), (60, 10), (3, 25), (100, 100)])
+def test_chunks_hold_exactly_chunk_size_records_whatever_the_consume_batches(
+    monkeypatch: pytest.MonkeyPatch, batch: int, chunk_size: int
+) -> None:
+    got = chunks(monkeypatch, batch, chunk_size)
+    assert [c.read for c in got] == [min(chunk_size, 60 - lo) for lo in range(0, 60, chunk_size)]
+    msgs = messages()
+    for n, c in enumerate(got):
+        part = msgs[n * chunk_size : (n + 1) * chunk_size]
+        wanted = [m for m in part if m.hdrs is None or ("event_type", b"trip_completed") not in m.hdrs]
+        valid = [m for m in wanted if m.payload == trip(m.ts)]
+        assert [(r.partition, r.offset) for r in c.rows] == [(m.p, m.off) for m in valid]
+        assert all(r.raw == m.payload and r.key == b"k" for r, m in zip(c.rows, valid, strict=True))
+        assert c.rows[0].fields == orjson.loads(valid[0].payload)
+        assert c.invalid == len(wanted) - len(valid)
+        seen = msgs[: (n + 1) * chunk_size]
+        assert c.offsets == {p: max(m.off for m in seen if m.p == p) + 1 for p in (0, 1)}
+        assert c.partition_max == {p: max(m.ts for m in part if m.p == p) for p in (0, 1)}
+
+
+def test_resume_skips_records_done_before_the_interruption(monkeypatch: pytest.MonkeyPatch) -> None:
+    [c] = chunks(monkeypatch, 8, 100, resume_offsets={0: 10, 1: 20})
+    assert c.read == (30 - 10) + (30 - 20)
+    assert min(r.offset for r in c.rows if r.partition == 0) >= 10
+    assert min(r.offset for r in c.rows if r.partition == 1) >= 20
+    assert c.offsets == {0: 30, 1: 30}
