@@ -2,19 +2,26 @@
 
 "As of t" is the definition in processors/README.md: built only from events with event_time ≤ t,
 windows slid to t, values older than the group's TTL missing (null) — what an online read at
-instant t returns. The sweep folds the group's events in event-time order into `GroupEngine`
-state and reads `GroupEngine.values(state, t)` at each label time, so no later event can leak in.
+instant t returns. Events pass the group's filter and key exactly as in `GroupEngine` (its
+`keyed` and `feature_values`); the values come from the batch as-of kernel
+(`processors.kernels.asof`), which answers every label at once from the events sorted by
+(entity, time), so no event after a label's time can reach its row.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
+import multiprocessing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from processors.definitions import FeatureGroup
-from processors.engine import EntityState, GroupEngine, SourceRow
+from processors.engine import GroupEngine, SourceRow
+from processors.exceptions import ProcessorsError
+from processors.kernels.asof import AsOf, Timeline
 
 __all__ = ["FeatureRequest", "point_in_time_join"]
 
@@ -32,46 +39,83 @@ class FeatureRequest:
 
 
 def point_in_time_join(
-    labels: Sequence[dict[str, Any]],
+    labels: pa.Table,
     time_column: str,
     requests: Sequence[FeatureRequest],
-    events: dict[str, Sequence[SourceRow]],
-) -> list[dict[str, Any]]:
-    """`labels` with one column per requested feature (`<group>__<feature>`), in the same order.
+    events: Mapping[str, Sequence[SourceRow]],
+    *,
+    workers: int = 1,
+) -> pa.Table:
+    """`labels` with one column per requested feature (`<group>__<feature>`), rows in the same order.
 
-    `events[group.ref]` are the group's validated source rows (any order: they are sorted here).
+    `events[group.ref]` are the group's validated source rows, in any order (ties of `last` are
+    broken by value, as everywhere). `workers` > 1 joins groups in parallel, in forked processes
+    that share the events copy-on-write (nothing is pickled but the finished columns).
     """
-    out = [dict(row) for row in labels]
-    for request in requests:
-        group = request.group
-        engine = GroupEngine(group)
-        time_field = group.spec.event_time
-        rows = sorted(events.get(group.ref, ()), key=lambda r: (r.fields[time_field], r.partition, r.offset))
-        queries: dict[int, list[int]] = defaultdict(list)
-        for i, row in enumerate(labels):
-            queries[int(row[time_column])].append(i)
-        states: dict[str, EntityState] = {}
-        cursor = 0
-        for t in sorted(queries):
-            start = cursor
-            while cursor < len(rows) and rows[cursor].fields[time_field] <= t:
-                cursor += 1
-            if cursor > start:
-                # Sorted by event time: nothing is late, and the state holds exactly the events <= t.
-                engine.apply(states, rows[start:cursor])
-            for i in queries[t]:
-                values = _as_of(engine, states, labels[i].get(request.entity_column), t, group.ttl_ms)
-                for feature in request.features:
-                    out[i][request.column(feature)] = None if values is None else values[feature]
+    times_col = labels.column(time_column)
+    if times_col.null_count:
+        msg = f"label column {time_column!r} has {times_col.null_count} null time(s); every label needs one"
+        raise ProcessorsError(msg)
+    job = _Job(labels, times_col.to_numpy().astype(np.int64), tuple(requests), events)
+    if workers > 1 and len(requests) > 1:
+        global _FORKED_JOB
+        _FORKED_JOB = job  # what forked workers read (inherited memory, not pickled)
+        try:
+            with multiprocessing.get_context("fork").Pool(min(workers, len(requests))) as pool:
+                results = pool.map(_forked_group, range(len(requests)), chunksize=1)
+        finally:
+            _FORKED_JOB = None
+    else:
+        results = [job.group_columns(i) for i in range(len(requests))]
+    out = labels
+    for columns in results:
+        for name, column in columns:
+            out = out.append_column(name, column)
     return out
 
 
-def _as_of(
-    engine: GroupEngine, states: dict[str, EntityState], entity: Any, t: int, ttl_ms: int
-) -> dict[str, Any] | None:
-    if entity is None:
-        return None
-    state = states.get(str(entity))
-    if state is None or t - state.u > ttl_ms:
-        return None  # never seen by t, or expired: what the online store would return
-    return engine.values(state, t)
+@dataclass(frozen=True)
+class _Job:
+    labels: pa.Table
+    times: np.ndarray
+    requests: tuple[FeatureRequest, ...]
+    events: Mapping[str, Sequence[SourceRow]]
+
+    def group_columns(self, index: int) -> list[tuple[str, pa.Array]]:
+        """The requested features of one group as of every label time."""
+        request = self.requests[index]
+        group, times = request.group, self.times
+        engine = GroupEngine(group)
+        keyed = engine.keyed(self.events.get(group.ref, ()))
+        entities = pa.array(keyed.entities, type=pa.string()).dictionary_encode()
+        line = Timeline.of(entities.indices.to_numpy(zero_copy_only=False).astype(np.int64), engine.times(keyed))
+        queries = AsOf(line, _codes(self.labels.column(request.entity_column), entities.dictionary), times)
+        # Never seen by t, or seen longer than the TTL ago: null, as an online read would be.
+        live = queries.found & (times - queries.latest_time <= group.ttl_ms)
+        features = {f.name: f for f in group.features}
+        out = []
+        for name in request.features:
+            feature = features[name]
+            values = engine.feature_values(feature, keyed)
+            if feature.window is None:
+                assert values is not None  # row-level features always have an expression
+                column = queries.latest(values)
+            else:
+                column = queries.window(feature.window, values)
+            out.append((request.column(name), pa.array(column.values, mask=~(column.valid & live))))
+        return out
+
+
+_FORKED_JOB: _Job | None = None
+
+
+def _forked_group(index: int) -> list[tuple[str, pa.Array]]:
+    assert _FORKED_JOB is not None  # set by the parent before it forked
+    return _FORKED_JOB.group_columns(index)
+
+
+def _codes(entities: pa.ChunkedArray, known: pa.Array) -> np.ndarray:
+    """Each label's entity code, its position in `known` (-1: null or never seen); keys compare as strings."""
+    if not pa.types.is_string(entities.type) and not pa.types.is_large_string(entities.type):
+        entities = entities.cast(pa.string())
+    return pc.index_in(entities, value_set=known).fill_null(-1).to_numpy().astype(np.int64)

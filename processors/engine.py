@@ -7,21 +7,22 @@ chunks of the replayed log. Both therefore accept, reject and aggregate events i
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import orjson
 
-from processors.definitions import FeatureGroup
+from processors.definitions import Feature, FeatureGroup
 from processors.dsl import CompiledExpression, DslEvaluationError
 from processors.kernels import TileMap, fold_batch, value_as_of, window_start
 from processors.kernels.aggregations import last_wins
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ApplyResult", "EntityState", "EntityUpdate", "GroupEngine", "Rejected", "SourceRow", "Watermark"]
+__all__ = ["ApplyResult", "EntityState", "EntityUpdate", "GroupEngine", "Keyed", "Rejected", "SourceRow", "Watermark"]
 
 
 @dataclass
@@ -112,6 +113,45 @@ class ApplyResult:
     accepted: int = 0
 
 
+@dataclass
+class Keyed:
+    """The rows of a batch that pass the group's filter, with their entity keys; the others counted."""
+
+    rows: list[SourceRow] = field(default_factory=list)
+    entities: list[str] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    filtered: int = 0
+    _columns: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+
+    def load(self, names: Iterable[str]) -> None:
+        """Build the columns of `names` (each a C-level pass over the rows' fields)."""
+        names = sorted(set(names) - set(self._columns))
+        if not self.rows:
+            self._columns.update({name: [] for name in names})
+            return
+        dicts = [r.fields for r in self.rows]
+        for name in names:
+            try:
+                self._columns[name] = list(map(itemgetter(name), dicts))  # C-level loop
+            except KeyError:  # a row without the field: it reads as None
+                self._columns[name] = [d.get(name) for d in dicts]
+
+    def column(self, name: str) -> list[Any]:
+        """Field `name` of every kept row (None where missing), built once."""
+        if name not in self._columns:
+            self.load([name])
+        return self._columns[name]
+
+    def subset(self, positions: Sequence[int], names: Iterable[str]) -> Keyed:
+        """The rows at `positions` (no rejections, nothing filtered), with the columns of `names`."""
+        out = Keyed(rows=[self.rows[i] for i in positions], entities=[self.entities[i] for i in positions])
+        out.load(names)
+        return out
+
+    def columns(self, expr: CompiledExpression) -> dict[str, list[Any]]:
+        return {name: self.column(name) for name in expr.fields}
+
+
 class GroupEngine:
     """Folds batches of source events into per-entity state and reports the new values."""
 
@@ -120,6 +160,9 @@ class GroupEngine:
         self._windowed = [f for f in group.features if f.window is not None]
         self._row_level = [f for f in group.features if f.window is None]
         self._time_field = group.spec.event_time
+        # Every field the group reads: loaded as columns in one pass.
+        self._fields = {self._time_field, *group.key.fields, *(group.filter.fields if group.filter else ())}
+        self._fields.update(name for f in group.features if f.expr is not None for name in f.expr.fields)
 
     def values(self, state: EntityState, t: int) -> dict[str, Any]:
         """The group's values as of `t` from an entity's state (no event after `t` may be in it)."""
@@ -132,6 +175,75 @@ class GroupEngine:
                 out[f.name] = row[1] if row is not None and row[0] <= t else None
         return out
 
+    def keyed(self, rows: Sequence[SourceRow]) -> Keyed:
+        """Filter `rows` and evaluate their entity keys; a failing or null key rejects the row.
+
+        Evaluates whole columns at once; if any row fails, the rows are evaluated one by one, so
+        the failing ones are rejected with their own error (and only rows the filter keeps are keyed).
+        """
+        group = self.group
+        batch = Keyed(rows=list(rows))
+        batch.load(self._fields)
+        try:
+            keep = (
+                None if group.filter is None else group.filter.evaluate_columns(batch.columns(group.filter), len(rows))
+            )
+            keys = group.key.evaluate_columns(batch.columns(group.key), len(rows))
+        except DslEvaluationError:
+            return self._keyed_rows(rows)
+        key_array = np.fromiter(keys, dtype=object, count=len(keys))
+        ok = (key_array != None) & (key_array != "")  # noqa: E711 (element-wise: a null or empty key rejects)
+        passes = np.ones(len(keys), dtype=bool) if keep is None else np.fromiter((k is True for k in keep), bool)
+        if passes.all() and ok.all():  # the common case: every row kept
+            batch.entities = [k if type(k) is str else str(k) for k in keys]
+            return batch
+        out = Keyed(filtered=int((~passes).sum()))
+        null_key = f"entity key {group.spec.key!r} is null"
+        for row, key, passed, good in zip(rows, keys, passes.tolist(), ok.tolist(), strict=True):
+            if not passed:
+                continue
+            if not good:
+                out.rejected.append(Rejected(row, "validation_error", null_key))
+            else:
+                out.rows.append(row)
+                out.entities.append(str(key))
+        out.load(self._fields)
+        return out
+
+    def _keyed_rows(self, rows: Sequence[SourceRow]) -> Keyed:
+        out = Keyed()
+        group = self.group
+        for row in rows:
+            fields = row.fields
+            try:
+                if group.filter is not None and group.filter.evaluate(fields) is not True:
+                    out.filtered += 1
+                    continue
+                key = group.key.evaluate(fields)
+            except DslEvaluationError as exc:
+                out.rejected.append(Rejected(row, "processing_error", f"{group.ref}: {exc}"))
+                continue
+            if key is None or key == "":
+                out.rejected.append(Rejected(row, "validation_error", f"entity key {group.spec.key!r} is null"))
+                continue
+            out.rows.append(row)
+            out.entities.append(str(key))
+        return out
+
+    def times(self, batch: Keyed) -> np.ndarray:
+        """The kept rows' event times."""
+        return np.asarray(batch.column(self._time_field), dtype=np.int64)
+
+    @staticmethod
+    def feature_values(feature: Feature, batch: Keyed) -> list[Any] | None:
+        """Each kept row's value of `feature`'s expression (None: a count of events, no expression)."""
+        if feature.expr is None:
+            return None
+        try:
+            return feature.expr.evaluate_columns(batch.columns(feature.expr), len(batch.rows))
+        except DslEvaluationError:
+            return _evaluate_many(feature.expr, [r.fields for r in batch.rows])
+
     def apply(
         self, states: dict[str, EntityState], rows: Sequence[SourceRow], watermark: int | None = None
     ) -> ApplyResult:
@@ -142,59 +254,48 @@ class GroupEngine:
         """
         result = ApplyResult()
         group = self.group
-        accepted: list[SourceRow] = []
-        entities: list[str] = []
-        for row in rows:
-            fields = row.fields
-            try:
-                if group.filter is not None and group.filter.evaluate(fields) is not True:
-                    result.filtered += 1
-                    continue
-                key = group.key.evaluate(fields)
-            except DslEvaluationError as exc:
-                result.rejected.append(Rejected(row, "processing_error", f"{group.ref}: {exc}"))
-                continue
-            if key is None or key == "":
-                result.rejected.append(Rejected(row, "validation_error", f"entity key {group.spec.key!r} is null"))
-                continue
-            entity = str(key)
-            t = fields[self._time_field]
-            state = states.get(entity)
-            if state is None:
-                state = states[entity] = EntityState()
+        batch = self.keyed(rows)
+        result.filtered = batch.filtered
+        result.rejected.extend(batch.rejected)
+        kept: list[int] = []  # positions in `batch` of the accepted events
+        for i, (entity, t) in enumerate(zip(batch.entities, batch.column(self._time_field), strict=True)):
             if watermark is not None and t < watermark:
                 result.rejected.append(
                     Rejected(
-                        row,
+                        batch.rows[i],
                         "late_event",
                         f"{group.ref}: event_time {t} is {watermark - t} ms behind the watermark {watermark} "
                         f"(slowest source partition minus the allowed lateness of {group.lateness_ms} ms)",
                     )
                 )
                 continue
+            state = states.get(entity)
+            if state is None:
+                state = states[entity] = EntityState()
             if t > state.u:
                 state.u = t
             state.rev += 1
-            accepted.append(row)
-            entities.append(entity)
-        result.accepted = len(accepted)
-        if not accepted:
+            kept.append(i)
+        result.accepted = len(kept)
+        if not kept:
             return result
+        if len(kept) < len(batch.rows):
+            batch = batch.subset(kept, self._fields)
+        entities, accepted = batch.entities, batch.rows
 
         uniques: dict[str, int] = {}
         codes = np.fromiter(
             (uniques.setdefault(e, len(uniques)) for e in entities), dtype=np.int64, count=len(entities)
         )
-        times = np.fromiter((r.fields[self._time_field] for r in accepted), dtype=np.int64, count=len(accepted))
+        times = self.times(batch)
         touched = [states[e] for e in uniques]
-        field_rows = [r.fields for r in accepted]
         for f in self._windowed:
             assert f.window is not None  # narrowed by construction of _windowed
-            values = None if f.expr is None else _evaluate_many(f.expr, field_rows)
+            values = self.feature_values(f, batch)
             fold_batch(f.window, [s.tiles.setdefault(f.name, {}) for s in touched], codes, times, values)
         for f in self._row_level:
-            assert f.expr is not None  # row-level features always have an expression
-            values = _evaluate_many(f.expr, field_rows)
+            values = self.feature_values(f, batch)
+            assert values is not None  # row-level features always have an expression
             for entity, value, t in zip(entities, values, times.tolist(), strict=True):
                 latest = states[entity].rows
                 slot = latest.get(f.name)

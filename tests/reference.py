@@ -14,13 +14,18 @@ from processors.kernels import Agg, WindowSpec, window_start
 from processors.kernels.aggregations import SCALE, to_micro
 from processors.kernels.hll import hll_estimate, sketch
 
-__all__ = ["aggregate", "group_values_as_of"]
+__all__ = ["aggregate", "group_values_as_of", "latest"]
 
 
 def _latest(pair: tuple[int, Any]) -> tuple[int, str, Any]:
     """Order of "latest": event time, then (on ties) the value's type name and the value."""
     time, value = pair
     return (time, type(value).__name__, 0 if value is None else value)
+
+
+def latest(pairs: Sequence[tuple[int, Any]]) -> Any:
+    """The value of the latest of (event_time, value) pairs (ties: type name, then value)."""
+    return max(pairs, key=_latest)[1]
 
 
 def aggregate(agg: Agg, spec: WindowSpec, events: Sequence[tuple[int, Any]], t: int) -> Any:

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from affresco.commands._common import BootstrapOption, err_console, fail, kafka_settings, parse_time_ms
 from affresco.commands._stores import open_online_store
@@ -18,6 +19,13 @@ from state.exceptions import StateError
 from streams.exceptions import StreamsError
 
 __all__ = ["backfill", "consistency"]
+
+
+class _RateColumn(ProgressColumn):
+    """Records per second, averaged by rich over the recent updates."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f} records/s" if task.speed else "", style="progress.data.speed")
 
 
 def backfill(
@@ -52,6 +60,7 @@ def backfill(
             BarColumn(),
             TaskProgressColumn(),
             TextColumn("{task.completed:,} records"),
+            _RateColumn(),
             TimeRemainingColumn(),
             console=err_console,
             transient=True,

@@ -35,6 +35,7 @@ __all__ = ["demo"]
 console = Console()
 
 _GROUPS = ("zone_demand", "zone_supply", "rider_history", "city_eta")
+_MAX_EVENTS = 5_000_000  # a cap: the simulation stops at now
 
 _BAD_LINES = (
     '{"event_time": 1767225600000, "driver_id": "d-1", "country": "US", "city": "nyc", "zone": "nyc-01", '
@@ -68,9 +69,8 @@ def _run(args: list[str], *, input_text: str | None = None, expect_exit: int = 0
 
 
 def demo(
-    events: int = typer.Option(40_000, "--events", "-n", min=1000, help="Simulated events (first run only)."),
+    days: float = typer.Option(7.0, "--days", min=0.05, help="Simulated history: from this many days ago until now."),
     seed: int = typer.Option(7, "--seed", help="Simulation seed."),
-    hours: int = typer.Option(8, "--hours", min=1, help="Start the simulated history this many hours ago."),
 ) -> None:
     """Run the platform end to end: simulate a marketplace into Kafka, compute features, read them."""
     settings = kafka_settings(None)
@@ -82,12 +82,14 @@ def demo(
         fail(f"{exc}. Start Kafka first: `affresco infra up`.")
 
     console.print(Rule("1. Simulate a ride-hailing marketplace into Kafka"))
-    if TRIPS_TOPIC in existing and _has_recent_history(settings, hours):
-        console.print(f"{TRIPS_TOPIC} already holds recent history; not producing it twice (`make clean` resets).")
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = (now - timedelta(days=days)).replace(minute=0, second=0)
+    if TRIPS_TOPIC in existing and _has_history_since(settings, start):
+        console.print(f"{TRIPS_TOPIC} already holds the history; not producing it twice (`make clean` resets).")
     else:
-        # ~6.7k events per simulated hour: the default run ends close to now, so windows are live.
-        start = (datetime.now(UTC) - timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
-        _run(["simulate", "--events", str(events), "--seed", str(seed), "--start", start.isoformat()])
+        # ~6.5k events per simulated hour, ending now, so windows are live when the demo reads them.
+        _run(["simulate", "--events", str(_MAX_EVENTS), "--seed", str(seed), "--start", start.isoformat(),
+              "--until", now.isoformat()])  # fmt: skip
 
     console.print(Rule("2. The topics, as Kafka sees them"))
     for topic in (TRIPS_TOPIC, DRIVER_PINGS_TOPIC):
@@ -121,11 +123,15 @@ def demo(
         _run(["features", "get", "city_eta", sample.city])
         _run(["features", "get", "rider_history", sample.rider_id])
 
-    console.print(Rule("8. Consistency: a replay of the log gives the same values (mismatch rate 0)"))
+    console.print(Rule("8. Backfill: replay the history through the same definitions into the offline store"))
+    # From Kafka by timestamp, and from the Parquet raw archive (what Kafka may no longer hold).
+    _run(["backfill", "zone_demand", "--from", start.isoformat(), "--to", now.isoformat()])
+    _run(["backfill", "city_eta", "--from", start.isoformat(), "--to", now.isoformat(), "--source", "archive"])
+    console.print(Rule("9. Consistency: a replay of the log gives the same values (mismatch rate 0)"))
     for group in ("zone_demand", "rider_history"):
         _run(["consistency", group, "--sample", "300"])
 
-    console.print(Rule("9. A point-in-time-correct training set: trip ETAs with features as of each request"))
+    console.print(Rule("10. A point-in-time-correct training set: trip ETAs with features as of each request"))
     out = Path(PlatformSettings().data_dir).absolute() / "training" / "eta.parquet"
     _run([
         "training-set", "--labels", TRIPS_TOPIC, "--out", str(out), "--entity", "zone_supply=pickup_zone",
@@ -140,9 +146,9 @@ def demo(
                               "feature_groups": list(_GROUPS)}))  # fmt: skip
 
 
-def _has_recent_history(settings: KafkaSettings, hours: int) -> bool:
-    """Whether the trips topic has events from the last `hours` (else the demo simulates them)."""
-    since = int((datetime.now(UTC) - timedelta(hours=hours)).timestamp() * 1000)
+def _has_history_since(settings: KafkaSettings, start: datetime) -> bool:
+    """Whether the trips topic already holds the demo's history (else the demo simulates it)."""
+    since = int(start.timestamp() * 1000)
     return any(r.size for r in plan_replay(TRIPS_TOPIC, ReplayRange(start_ms=since), settings))
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import takewhile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -152,6 +153,11 @@ def simulate(
         help="Event time of the simulation start, ISO-8601 (naive = UTC) or epoch ms.",
         show_default="now",
     ),
+    until: str | None = typer.Option(
+        None,
+        "--until",
+        help="Stop before the first event at or after this time (ISO-8601 or epoch ms); --events stays a cap.",
+    ),
     rate: float | None = typer.Option(
         None, "--rate", help="Pace output to R events per wall-clock second (e.g. to watch a live stream)."
     ),
@@ -178,6 +184,10 @@ def simulate(
         msg = f"expected a positive number of events per second, got {rate}"
         raise typer.BadParameter(msg, param_hint="--rate")
     start_ms = parse_time_ms(start, "--start") if start is not None else int(time.time() * 1000)
+    until_ms = parse_time_ms(until, "--until") if until is not None else None
+    if until_ms is not None and until_ms <= start_ms:
+        msg = f"expected a time after the start ({_iso(start_ms)}), got {until!r}"
+        raise typer.BadParameter(msg, param_hint="--until")
     if out not in (None, "-") and not Path(out).parent.is_dir():
         msg = f"expected a file in an existing directory, got {out!r}"
         raise typer.BadParameter(msg, param_hint="--out")
@@ -193,7 +203,10 @@ def simulate(
         disable=not err_console.is_terminal,
     )
     started = time.monotonic()
-    stream = _paced(simulate_events(events, seed, start_ms), events, _Pacer(rate), progress, stats, topic_prefix)
+    generated: Iterator[Event] = simulate_events(events, seed, start_ms)
+    if until_ms is not None:
+        generated = takewhile(lambda e: e.event_time < until_ms, generated)
+    stream = _paced(generated, events, _Pacer(rate), progress, stats, topic_prefix)
     delivered: int | None = None
     with progress:
         if out == "-":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from typing import Any
 
 import typer
 
-from affresco.commands._common import BootstrapOption, err_console, fail, kafka_settings
+from affresco.commands._common import BootstrapOption, err_console, fail, kafka_settings, peak_memory_mb
 from affresco.commands.process import resolve_groups
 from affresco.settings import PlatformSettings
 from backfill.source import read_chunks
@@ -75,10 +76,14 @@ def training_set(
     entity: list[str] = typer.Option([], "--entity", help="group=label_column when the group's key field differs."),
     source: str = typer.Option("kafka", "--source", help="Where feature source events come from: kafka or archive."),
     definitions: Path | None = typer.Option(None, "--definitions", "-d", help="YAML instead of the registry."),
+    workers: int = typer.Option(
+        os.cpu_count() or 1, "--workers", min=1, help="Processes joining groups in parallel (default: CPU cores)."
+    ),
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:
     """Build a point-in-time-correct training set: every feature as of each label's time."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     if source not in ("kafka", "archive"):
@@ -97,14 +102,16 @@ def training_set(
     try:
         groups = resolve_groups(list(wanted), definitions, bootstrap_servers)
         if labels.endswith(".parquet"):
-            label_rows, invalid_labels = pq.read_table(labels).to_pylist(), 0
+            label_table, invalid_labels = pq.read_table(labels), 0
         else:
             label_rows, invalid_labels = _labels_from_topic(labels, label_type, kafka)
-        if not label_rows:
+            label_table = pa.Table.from_pylist(label_rows)
+        if not label_table.num_rows:
             fail(f"no label rows in {labels}")
-        if time_column not in label_rows[0]:
-            fail(f"--time-field: label rows have no column {time_column!r} (columns: {', '.join(label_rows[0])})")
-        until = max(int(r[time_column]) for r in label_rows) + 1
+        columns = label_table.column_names
+        if time_column not in columns:
+            fail(f"--time-field: label rows have no column {time_column!r} (columns: {', '.join(columns)})")
+        until = int(pc.max(label_table.column(time_column)).as_py()) + 1
         requests: list[FeatureRequest] = []
         events: dict[str, Sequence[SourceRow]] = {}
         for g in groups:
@@ -112,7 +119,7 @@ def training_set(
             if unknown:
                 fail(f"{g.ref} has no feature {', '.join(unknown)} (features: {', '.join(g.feature_names)})")
             column = mapping.get(g.name) or next(iter(g.key.fields), "")
-            if column not in label_rows[0]:
+            if column not in columns:
                 fail(f"{g.ref}: label rows have no column {column!r} for its entity; give --entity {g.name}=<column>")
             requests.append(FeatureRequest(g, tuple(wanted[g.name]), column))
             rows: list[SourceRow] = []
@@ -120,12 +127,13 @@ def training_set(
                                      chunk_size=200_000):  # fmt: skip
                 rows += chunk.rows
             events[g.ref] = rows
-        joined = point_in_time_join(label_rows, time_column, requests, events)
+        joined = point_in_time_join(label_table, time_column, requests, events, workers=workers)
     except (ProcessorsError, StreamsError, StateError) as exc:
         fail(str(exc))
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(joined), out)
-    filled = {r.column(f): sum(row[r.column(f)] is not None for row in joined) for r in requests for f in r.features}
+    pq.write_table(joined, out)
+    filled = {r.column(f): len(joined) - joined.column(r.column(f)).null_count for r in requests for f in r.features}
     err_console.print(f"wrote {len(joined):,} rows to {out}", highlight=False)
-    typer.echo(json.dumps({"rows": len(joined), "out": str(out), "invalid_labels": invalid_labels, "non_null": filled,
-                           "seconds": round(time.monotonic() - started, 2)}))  # fmt: skip
+    summary = {"rows": len(joined), "out": str(out), "invalid_labels": invalid_labels, "non_null": filled,
+               "seconds": round(time.monotonic() - started, 2), "peak_rss_mb": peak_memory_mb()}  # fmt: skip
+    typer.echo(json.dumps(summary))

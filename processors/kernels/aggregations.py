@@ -26,9 +26,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
+
 from processors.kernels.hll import hll_estimate, hll_merge
 
-__all__ = ["SCALE", "Agg", "finish", "last_wins", "merge_partial", "to_micro"]
+__all__ = ["SCALE", "Agg", "finish", "last_wins", "merge_partial", "micro_units", "tie_key", "to_micro"]
 
 SCALE = 1_000_000
 
@@ -38,7 +40,19 @@ def to_micro(value: float) -> int:
     return round(value * SCALE)
 
 
-def _tie_key(value: Any) -> tuple[str, Any]:
+_EXACT_LIMIT = float(2**53)
+
+
+def micro_units(values: np.ndarray) -> np.ndarray:
+    """`to_micro` of a float64 array: int64 while float64 is exact (< 2**53), else Python ints (object)."""
+    micro = np.rint(values * SCALE)
+    if micro.size and float(np.abs(micro).max()) >= _EXACT_LIMIT:
+        return np.array([to_micro(v) for v in values.tolist()], dtype=object)
+    return micro.astype(np.int64)
+
+
+def tie_key(value: Any) -> tuple[str, Any]:
+    """The order that breaks ties of `last` on equal event times: type name, then value."""
     return (type(value).__name__, value)
 
 
@@ -46,7 +60,7 @@ def last_wins(a: list[Any], b: list[Any]) -> list[Any]:
     """Of two [event_time, value] pairs, the later; on equal times the greater value (order-free)."""
     if a[0] != b[0]:
         return a if a[0] > b[0] else b
-    return a if _tie_key(a[1]) >= _tie_key(b[1]) else b
+    return a if tie_key(a[1]) >= tie_key(b[1]) else b
 
 
 class Agg(StrEnum):

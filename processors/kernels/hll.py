@@ -12,10 +12,23 @@ import math
 import zlib
 from collections.abc import Iterable
 
-__all__ = ["HLL_P", "hll_add", "hll_estimate", "hll_hash", "hll_merge", "sketch"]
+import numpy as np
+
+__all__ = [
+    "HLL_P",
+    "HLL_REGISTERS",
+    "hll_add",
+    "hll_estimate",
+    "hll_hash",
+    "hll_merge",
+    "hll_register",
+    "hll_registers",
+    "linear_counting_estimates",
+    "sketch",
+]
 
 HLL_P = 10
-_M = 1 << HLL_P
+HLL_REGISTERS = _M = 1 << HLL_P
 _ALPHA = 0.7213 / (1 + 1.079 / _M)
 _REST_BITS = 32 - HLL_P
 
@@ -34,11 +47,31 @@ def hll_hash(value: object) -> int:
     return h ^ (h >> 16)
 
 
+def hll_register(hashed: int) -> tuple[int, int]:
+    """The register of a 32-bit hash and the rank it offers (position of the first 1 bit of the rest)."""
+    rest = hashed & ((1 << _REST_BITS) - 1)
+    return hashed >> _REST_BITS, _REST_BITS - rest.bit_length() + 1
+
+
+def hll_registers(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`hll_register` of an array of hashes: (register indices, ranks)."""
+    hashes = hashes.astype(np.int64)
+    rest = hashes & ((1 << _REST_BITS) - 1)
+    bit_length = np.frexp(rest.astype(np.float64))[1]  # exact for integers below 2**53; 0 for 0
+    return hashes >> _REST_BITS, _REST_BITS - bit_length.astype(np.int64) + 1
+
+
+def linear_counting_estimates() -> tuple[int, list[int]]:
+    """For sketches with at least `min_zeros` empty registers `hll_estimate` is linear counting, which
+    depends on the number of empty registers only: (min_zeros, estimate by number of empty registers)."""
+    # harmonic >= zeros, so the raw estimate is at most ALPHA*M*M/zeros; below 2.5*M, linear counting applies.
+    min_zeros = math.floor(_ALPHA * _M * _M / (2.5 * _M)) + 1
+    return min_zeros, [0] + [round(_M * math.log(_M / z)) for z in range(1, _M + 1)]
+
+
 def hll_add(registers: dict[int, int], hashed: int) -> None:
     """Fold one 32-bit hash into `registers` (mutates)."""
-    index = hashed >> _REST_BITS
-    rest = hashed & ((1 << _REST_BITS) - 1)
-    rank = _REST_BITS - rest.bit_length() + 1
+    index, rank = hll_register(hashed)
     if rank > registers.get(index, 0):
         registers[index] = rank
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from processors.kernels.aggregations import SCALE, Agg, finish, last_wins, merge_partial, to_micro
+from processors.kernels.aggregations import Agg, finish, last_wins, merge_partial, micro_units
 from processors.kernels.hll import hll_add, hll_hash
 
 __all__ = ["TileMap", "WindowSpec", "fold_batch", "hop_for", "value_as_of", "window_start"]
@@ -26,7 +26,6 @@ HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 
 TileMap = dict[int, Any]  # tile index -> partial
-_EXACT_LIMIT = float(2**53)
 
 
 def hop_for(window_ms: int) -> int:
@@ -122,13 +121,12 @@ def fold_batch(
     elif agg in (Agg.sum, Agg.mean, Agg.min, Agg.max):
         vals = np.asarray([values[i] for i in order.tolist()], dtype=np.float64)  # type: ignore[index]
         if agg in (Agg.sum, Agg.mean):
-            micro = np.rint(vals * SCALE)
-            if micro.size and float(np.abs(micro).max()) >= _EXACT_LIMIT:
-                # Beyond 2**53 micro-units float64 is no longer exact: fall back to Python ints.
-                sums = [sum(to_micro(v) for v in vals[s:e].tolist()) for s, e in zip(starts, ends, strict=True)]
+            micro = micro_units(vals)
+            if micro.dtype == object:
+                sums = [sum(micro[s:e].tolist()) for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
             else:
                 # int64 sums are exact while a segment stays below 2**63 micro-units.
-                sums = np.add.reduceat(micro.astype(np.int64), starts).tolist()
+                sums = np.add.reduceat(micro, starts).tolist()
             partials = sums if agg is Agg.sum else [[s, m] for s, m in zip(sums, (ends - starts).tolist(), strict=True)]
         elif agg is Agg.min:
             partials = np.minimum.reduceat(vals, starts).tolist()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
+import pyarrow as pa
 
 from backfill.training import FeatureRequest, point_in_time_join
 from processors.definitions import FeatureGroup, compile_spec
@@ -33,6 +33,12 @@ def group(**over: Any) -> FeatureGroup:
     return g
 
 
+def join(
+    labels: list[dict[str, Any]], requests: list[FeatureRequest], events: dict[str, list[SourceRow]]
+) -> list[dict[str, Any]]:
+    return point_in_time_join(pa.Table.from_pylist(labels), "t", requests, events).to_pylist()
+
+
 def test_values_equal_the_reference_as_of_each_label_time() -> None:
     g = group()
     events = list(simulate(6000, seed=12, start_ms=T0))
@@ -44,14 +50,14 @@ def test_values_equal_the_reference_as_of_each_label_time() -> None:
     ]
     rows = [SourceRow(f, 0, i) for i, f in enumerate(requests)]
     request = FeatureRequest(g, ("n_10m", "km_1h", "riders_1h", "last_dropoff"), "pickup_zone")
-    joined = point_in_time_join(labels, "t", [request], {g.ref: rows})
+    joined = join(labels, [request], {g.ref: rows})
     assert len(joined) == len(labels) > 100
-    for label, row in list(zip(labels, joined, strict=True))[::7]:
+    for label, row in list(zip(labels, joined, strict=True))[::3]:
         expected = group_values_as_of(g, requests, label["t"]).get(label["pickup_zone"])
         for f in request.features:
             got = row[request.column(f)]
             want = None if expected is None else expected[f]
-            assert got == (pytest.approx(want) if isinstance(want, float) else want), (label, f)
+            assert got == want, (label, f)  # exact, floats included
         assert row["eta_s"] == label["eta_s"]  # label columns pass through
 
 
@@ -68,7 +74,7 @@ def test_a_later_event_never_leaks_and_ttl_expires() -> None:
     labels = [{"zone": "z", "t": T0 + 60_000}, {"zone": "z", "t": T0 + 60_001}, {"zone": "z", "t": T0 + 3 * HOUR},
               {"zone": "other", "t": T0 + 60_000}, {"zone": None, "t": T0}]  # fmt: skip
     request = FeatureRequest(g, ("n_10m", "km_1h", "last_dropoff"), "zone")
-    out = point_in_time_join(labels, "t", [request], {g.ref: rows})
+    out = join(labels, [request], {g.ref: rows})
     assert (out[0]["zone_demand__n_10m"], out[0]["zone_demand__km_1h"], out[0]["zone_demand__last_dropoff"]) == (
         2,
         1.5,
@@ -81,5 +87,23 @@ def test_a_later_event_never_leaks_and_ttl_expires() -> None:
 
 def test_empty_events_give_nulls() -> None:
     g = group()
-    out = point_in_time_join([{"zone": "z", "t": T0}], "t", [FeatureRequest(g, ("n_10m",), "zone")], {})
+    out = join([{"zone": "z", "t": T0}], [FeatureRequest(g, ("n_10m",), "zone")], {})
     assert out == [{"zone": "z", "t": T0, "zone_demand__n_10m": None}]
+
+
+def test_groups_joined_in_forked_workers_equal_one_process() -> None:
+    demand, by_city = group(), group(group="by_city", key="city")
+    events = [e.__dict__ for e in simulate(3000, seed=5, start_ms=T0) if e.type_name() == "trip_requested"]
+    rows = [SourceRow(f, 0, i) for i, f in enumerate(events)]
+    labels = pa.Table.from_pylist(
+        [{"pickup_zone": e["pickup_zone"], "city": e["city"], "t": e["event_time"]} for e in events]
+    )
+    requests = [
+        FeatureRequest(demand, ("n_10m", "riders_1h"), "pickup_zone"),
+        FeatureRequest(by_city, ("km_1h",), "city"),
+    ]
+    events_by_ref = {demand.ref: rows, by_city.ref: rows}
+    one = point_in_time_join(labels, "t", requests, events_by_ref)
+    forked = point_in_time_join(labels, "t", requests, events_by_ref, workers=2)
+    assert forked.equals(one)
+    assert one.column("by_city__km_1h").null_count < one.num_rows  # values, not only nulls
