@@ -7,17 +7,16 @@ newer one. Progress is checkpointed after every chunk, so an interrupted backfil
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import pickle
 import resource
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backfill.gcpause import gc_paused
 from backfill.source import SourceKind, count_planned, read_chunks
 from processors.definitions import FeatureGroup
 from processors.engine import EntityState, EntityUpdate, GroupEngine, Watermark
@@ -97,28 +96,8 @@ def run_backfill(
     max_chunks: int | None = None,
 ) -> BackfillReport:
     """Run (or resume) a backfill; `max_chunks` stops early (as an interruption would)."""
-    with _gc_paused():
+    with gc_paused():
         return _run(job, settings, open_store, on_progress, max_chunks)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Turn CPython's automatic cyclic GC off for a backfill, restoring the previous setting after.
-
-    A chunk allocates millions of small objects (messages, decoded events, rows, tile state). With
-    the default thresholds the collector runs every ~700 allocations, rescanning them, and its full
-    collections rescan the growing entity state: about 40% of a backfill's CPU. Even one young
-    collection per chunk costs ~5%, and it finds nothing: the loop makes no reference cycles (the
-    integration test `test_a_backfill_leaves_no_cyclic_garbage` checks this), so memory is freed by
-    reference counting alone.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _run(

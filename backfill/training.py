@@ -10,6 +10,7 @@ instant t returns. Events pass the group's filter and key exactly as in `GroupEn
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from backfill.gcpause import gc_paused
 from processors.definitions import FeatureGroup
 from processors.engine import GroupEngine, SourceRow
 from processors.exceptions import ProcessorsError
@@ -57,16 +59,11 @@ def point_in_time_join(
         msg = f"label column {time_column!r} has {times_col.null_count} null time(s); every label needs one"
         raise ProcessorsError(msg)
     job = _Job(labels, times_col.to_numpy().astype(np.int64), tuple(requests), events)
-    if workers > 1 and len(requests) > 1:
-        global _FORKED_JOB
-        _FORKED_JOB = job  # what forked workers read (inherited memory, not pickled)
-        try:
-            with multiprocessing.get_context("fork").Pool(min(workers, len(requests))) as pool:
-                results = pool.map(_forked_group, range(len(requests)), chunksize=1)
-        finally:
-            _FORKED_JOB = None
-    else:
-        results = [job.group_columns(i) for i in range(len(requests))]
+    with gc_paused():
+        if workers > 1 and len(requests) > 1:
+            results = _forked(job, min(workers, len(requests)))
+        else:
+            results = [job.group_columns(i) for i in range(len(requests))]
     out = labels
     for columns in results:
         for name, column in columns:
@@ -107,6 +104,20 @@ class _Job:
 
 
 _FORKED_JOB: _Job | None = None
+
+
+def _forked(job: _Job, workers: int) -> list[list[tuple[str, pa.Array]]]:
+    global _FORKED_JOB
+    _FORKED_JOB = job  # what forked workers read (inherited memory, not pickled)
+    # Frozen objects are never scanned by a collector again: a worker's GC would otherwise touch
+    # (and so copy) every page of the parent's millions of rows.
+    gc.freeze()
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(_forked_group, range(len(job.requests)), chunksize=1)
+    finally:
+        gc.unfreeze()
+        _FORKED_JOB = None
 
 
 def _forked_group(index: int) -> list[tuple[str, pa.Array]]:

@@ -30,8 +30,8 @@ FEATURES = Path(__file__).resolve().parents[1] / "processors" / "features" / "ri
 GROUPS = ("zone_demand", "city_eta", "rider_history")
 
 
-def _rss_mb() -> int:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+def _rss_mb(who: int = resource.RUSAGE_SELF) -> int:
+    return round(resource.getrusage(who).ru_maxrss / 1024)
 
 
 def _group(name: str) -> FeatureGroup:
@@ -86,6 +86,7 @@ def main() -> None:
         ),
         "rss_before_join_mb": rss_before,
         "peak_rss_mb": _rss_mb(),
+        "peak_rss_worker_mb": _rss_mb(resource.RUSAGE_CHILDREN),
         "prepare_s": round(prepare_s, 1),
         "target_s": 10,
         "machine": machine(),

@@ -126,15 +126,22 @@ class Keyed:
     def load(self, names: Iterable[str]) -> None:
         """Build the columns of `names` (each a C-level pass over the rows' fields)."""
         names = sorted(set(names) - set(self._columns))
+        if not names:
+            return
         if not self.rows:
             self._columns.update({name: [] for name in names})
             return
         dicts = [r.fields for r in self.rows]
-        for name in names:
-            try:
-                self._columns[name] = list(map(itemgetter(name), dicts))  # C-level loop
-            except KeyError:  # a row without the field: it reads as None
-                self._columns[name] = [d.get(name) for d in dicts]
+        try:
+            if len(names) == 1:
+                self._columns[names[0]] = list(map(itemgetter(names[0]), dicts))
+                return
+            # All fields of a row in one lookup (its dict is in cache then), then a C-level pass per column.
+            rows = list(map(itemgetter(*names), dicts))
+        except KeyError:  # a row without some field: that field reads as None
+            rows = [tuple(d.get(name) for name in names) for d in dicts]
+        for j, name in enumerate(names):
+            self._columns[name] = list(map(itemgetter(j), rows))
 
     def column(self, name: str) -> list[Any]:
         """Field `name` of every kept row (None where missing), built once."""

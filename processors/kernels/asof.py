@@ -83,16 +83,17 @@ class Timeline:
     def __len__(self) -> int:
         return int(self.order.size)
 
-    def _key(self, codes: np.ndarray, times: np.ndarray) -> np.ndarray:
+    def key(self, codes: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """The sort key of (code, time) pairs in this timeline's order."""
         return codes * self._stride + np.clip(times - self._base, 0, self._stride - 1)
 
     def upto(self, codes: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Per query: the position after the entity's last event with event_time ≤ time."""
-        return np.searchsorted(self._keys, self._key(codes, times), side="right")
+        return np.searchsorted(self._keys, self.key(codes, times), side="right")
 
     def since(self, codes: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Per query: the position of the entity's first event with event_time ≥ time."""
-        return np.searchsorted(self._keys, self._key(codes, times), side="left")
+        return np.searchsorted(self._keys, self.key(codes, times), side="left")
 
 
 class AsOf:
@@ -103,14 +104,21 @@ class AsOf:
 
     def __init__(self, line: Timeline, codes: np.ndarray, times: np.ndarray) -> None:
         self.line = line
-        self.codes, self.times = np.asarray(codes, dtype=np.int64), np.asarray(times, dtype=np.int64)
+        codes, times = np.asarray(codes, dtype=np.int64), np.asarray(times, dtype=np.int64)
+        # Queries are answered in (code, time) order, like the events: every lookup then walks both
+        # arrays forward (cache-friendly); `_back` restores the callers' order.
+        order = np.argsort(line.key(codes, times), kind="stable")
+        self._back = np.empty_like(order)
+        self._back[order] = np.arange(order.size)
+        self.codes, self.times = codes[order], times[order]
         self.upto = line.upto(self.codes, self.times)  # shared by every feature
         self._since: dict[tuple[int, int], np.ndarray] = {}
         last = np.maximum(self.upto - 1, 0)
         if len(line):
-            self.latest_time, self.found = line.times[last], (self.upto > 0) & (line.codes[last] == self.codes)
+            latest_time, found = line.times[last], (self.upto > 0) & (line.codes[last] == self.codes)
         else:
-            self.latest_time, self.found = np.zeros(self.codes.size, dtype=np.int64), np.zeros(self.codes.size, bool)
+            latest_time, found = np.zeros(self.codes.size, dtype=np.int64), np.zeros(self.codes.size, dtype=bool)
+        self.latest_time, self.found = latest_time[self._back], found[self._back]  # in the callers' order
 
     def _window_start(self, spec: WindowSpec) -> np.ndarray:
         key = (spec.window_ms, spec.hop_ms)
@@ -122,6 +130,18 @@ class AsOf:
     def window(self, spec: WindowSpec, values: Sequence[Any] | None) -> Column:
         """The window value per query. `values[j]` is event j's aggregated value (None = null, skipped),
         indexed as the events given to `Timeline.of`; None for `count` without an expression."""
+        return self._unsorted(self._window(spec, values))
+
+    def latest(self, values: Sequence[Any]) -> Column:
+        """A row-level feature per query: its value on the entity's latest event ≤ t (ties: `tie_key`)."""
+        in_order = np.asarray(values, dtype=object)[self.line.order] if len(values) else np.empty(0, dtype=object)
+        winners = _tie_ordered(self.line.codes, self.line.times, in_order)
+        return Column(_pick(in_order, winners, self.upto - 1)[self._back], self.found)
+
+    def _unsorted(self, column: Column) -> Column:
+        return Column(column.values[self._back], column.valid[self._back])
+
+    def _window(self, spec: WindowSpec, values: Sequence[Any] | None) -> Column:
         lo, hi = self._window_start(spec), self.upto
         everywhere = np.ones(lo.size, dtype=bool)
         agg = spec.agg
@@ -153,12 +173,6 @@ class AsOf:
             return Column(_distinct_estimates(self.line.codes[present], kept.tolist(), a, b), everywhere)
         msg = f"unknown aggregation {agg!r}"
         raise ValueError(msg)
-
-    def latest(self, values: Sequence[Any]) -> Column:
-        """A row-level feature per query: its value on the entity's latest event ≤ t (ties: `tie_key`)."""
-        in_order = np.asarray(values, dtype=object)[self.line.order] if len(values) else np.empty(0, dtype=object)
-        winners = _tie_ordered(self.line.codes, self.line.times, in_order)
-        return Column(_pick(in_order, winners, self.upto - 1), self.found)
 
 
 def _prefix_sums(micro: np.ndarray) -> np.ndarray:
