@@ -74,7 +74,8 @@ def backfill(
             report = run_backfill(job, kafka, lambda: open_online_store(settings, store), on_progress=advance)
     except (ProcessorsError, StreamsError, StateError) as exc:
         fail(str(exc))
-    typer.echo(json.dumps({"group": resolved.ref, "source": source, **report.__dict__}))
+    rate = round(report.read / report.seconds) if report.seconds else None
+    typer.echo(json.dumps({"group": resolved.ref, "source": source, **report.__dict__, "records_per_s": rate}))
 
 
 def consistency(

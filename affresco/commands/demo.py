@@ -147,9 +147,10 @@ def demo(
 
 
 def _has_history_since(settings: KafkaSettings, start: datetime) -> bool:
-    """Whether the trips topic already holds the demo's history (else the demo simulates it)."""
+    """Whether the trips topic already holds the demo's history from its first hour (else the demo simulates it)."""
     since = int(start.timestamp() * 1000)
-    return any(r.size for r in plan_replay(TRIPS_TOPIC, ReplayRange(start_ms=since), settings))
+    first_hour = ReplayRange(start_ms=since, end_ms=since + 3_600_000)
+    return any(r.size for r in plan_replay(TRIPS_TOPIC, first_hour, settings))
 
 
 def _recent_trip(settings: KafkaSettings) -> TripCompleted | None:

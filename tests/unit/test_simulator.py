@@ -375,6 +375,23 @@ def test_cli_writes_json_lines_to_a_file(tmp_path: Path) -> None:
     assert events == list(simulate(1000, seed=42, start_ms=START))
 
 
+def test_cli_stops_before_until(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    until = START + 2 * 3_600_000
+    args = ["simulate", "-n", "100000", "--start", str(START), "--until", str(until), "--out", str(out)]
+    result = runner.invoke(_app(), args)
+    assert result.exit_code == 0, result.output
+    events = [any_event_adapter.validate_json(line) for line in out.read_bytes().splitlines()]
+    expected = [e for e in simulate(100_000, seed=42, start_ms=START) if e.event_time < until]
+    assert events == expected and 1000 < len(events) < 100_000  # the time bound ended it, not --events
+
+
+def test_cli_rejects_until_before_start() -> None:
+    result = runner.invoke(_app(), ["simulate", "--start", "2024-04-29", "--until", "2024-04-28", "--out", "-"])
+    assert result.exit_code == 2
+    assert "--until" in _said(result.stderr) and "expected a time after the start" in _said(result.stderr)
+
+
 def test_cli_rejects_a_bad_start() -> None:
     result = runner.invoke(_app(), ["simulate", "--events", "5", "--start", "next tuesday", "--out", "-"])
     assert result.exit_code == 2
