@@ -15,7 +15,7 @@ from confluent_kafka import Message
 
 from processors.definitions import FeatureGroup
 from processors.engine import SourceRow
-from state.offline import read_raw
+from state.offline import archived_hours, read_raw
 from streams.codec import EventDecoder, Rejection
 from streams.replay import ReplayRange, plan_replay, replay
 from streams.settings import KafkaSettings
@@ -68,7 +68,7 @@ def read_chunks(
     if kind == "kafka":
         yield from _kafka(group, decoder, wanted, start_ms, end_ms, settings, chunk_size, resume_offsets or {})
     else:
-        yield from _archive(group, decoder, start_ms, end_ms, offline_root, resume_hour_ms)
+        yield from _archive(group, decoder, start_ms, end_ms, offline_root, chunk_size, resume_hour_ms)
 
 
 def _kafka(
@@ -137,27 +137,44 @@ def _archive(
     start_ms: int,
     end_ms: int,
     root: Path,
+    chunk_size: int,
     resume_hour_ms: int | None,
 ) -> Iterator[Chunk]:
-    # One event hour at a time: memory stays bounded by the busiest hour, not the range.
-    hour = max(start_ms, resume_hour_ms or start_ms)
-    while hour < end_ms:
-        upto = min(end_ms, (hour // HOUR + 1) * HOUR)
-        table = read_raw(root, group.topic, start_ms=hour, end_ms=upto)
-        chunk = Chunk(next_hour_ms=upto)
-        columns = table.to_pydict()
-        for p, off, key, value, ts, etype in zip(
-            columns["kafka_partition"], columns["kafka_offset"], columns["key"], columns["value"],
-            columns["event_time"], columns["event_type"], strict=True,
-        ):  # fmt: skip
-            chunk.read += 1
-            if ts > chunk.partition_max.get(p, -1):
-                chunk.partition_max[p] = ts
-            if etype is not None and etype != group.event_type:
-                continue
-            _decode(decoder, value or b"", p, off, key, chunk)
-        yield chunk
-        hour = upto
+    # Whole archived hours per chunk, up to `chunk_size` records (at least one hour): memory stays
+    # bounded, hours without events cost nothing, and a resume restarts at an hour boundary.
+    first = max(start_ms, resume_hour_ms or start_ms)
+    if first >= end_ms:
+        return
+    batch: list[int] = []
+    records = 0
+    hours = archived_hours(root, group.topic, first, end_ms)
+    for hour, count in hours.items():
+        if batch and records + count > chunk_size:
+            yield _archived_chunk(group, decoder, root, batch, first, end_ms)
+            batch, records = [], 0
+        batch.append(hour)
+        records += count
+    if batch:
+        yield _archived_chunk(group, decoder, root, batch, first, end_ms)
+
+
+def _archived_chunk(
+    group: FeatureGroup, decoder: EventDecoder, root: Path, hours: list[int], start_ms: int, end_ms: int
+) -> Chunk:
+    table = read_raw(root, group.topic, start_ms=start_ms, end_ms=end_ms, hours=hours)
+    chunk = Chunk(next_hour_ms=min(end_ms, (hours[-1] + 1) * HOUR))
+    columns = table.to_pydict()
+    for p, off, key, value, ts, etype in zip(
+        columns["kafka_partition"], columns["kafka_offset"], columns["key"], columns["value"],
+        columns["event_time"], columns["event_type"], strict=True,
+    ):  # fmt: skip
+        chunk.read += 1
+        if ts > chunk.partition_max.get(p, -1):
+            chunk.partition_max[p] = ts
+        if etype is not None and etype != group.event_type:
+            continue
+        _decode(decoder, value or b"", p, off, key, chunk)
+    return chunk
 
 
 def _decode(decoder: EventDecoder, value: bytes, partition: int, offset: int, key: bytes | None, chunk: Chunk) -> None:

@@ -4,7 +4,7 @@ See `layout.py` for the folder layout; readers deduplicate, because output is at
 """
 
 from state.offline.mirror import MIRROR_COLUMNS, MIRROR_KEY, ParquetMirror, read_mirror
-from state.offline.raw import RAW_KEY, RAW_SCHEMA, RawArchive, read_raw
+from state.offline.raw import RAW_KEY, RAW_SCHEMA, RawArchive, archived_hours, read_raw
 
 __all__ = [
     "MIRROR_COLUMNS",
@@ -13,6 +13,7 @@ __all__ = [
     "RAW_SCHEMA",
     "ParquetMirror",
     "RawArchive",
+    "archived_hours",
     "read_mirror",
     "read_raw",
 ]

@@ -63,11 +63,13 @@ def read_partitioned(
     columns: Sequence[str] | None,
     unique_by: Sequence[str],
     order_by: Sequence[str],
+    files: Sequence[Path] | None = None,
 ) -> pa.Table:
     """Rows under `base` with `start_ms ≤ event_time < end_ms`, one per `unique_by`, sorted by `order_by`.
 
     Files written at different times may disagree on a column's type (e.g. all-null then double):
-    their schemas are unified (nulls and integers promote) before reading.
+    their schemas are unified (nulls and integers promote) before reading. `files` (from
+    `partition_files`) reads only those, without listing the whole tree.
     """
     if not base.is_dir():
         msg = f"no offline data at {base} (nothing was ever written there)"
@@ -75,7 +77,13 @@ def read_partitioned(
     if start_ms is not None and end_ms is not None and end_ms < start_ms:
         msg = f"read range: end_ms {end_ms} is before start_ms {start_ms}"
         raise MirrorError(msg)
-    dataset = ds.dataset(base, format="parquet", partitioning=PARTITIONING)
+    if files is not None:
+        if not files:
+            return _empty(pa.schema([]), columns, unique_by)
+        found = [str(f) for f in files]
+        dataset = ds.dataset(found, format="parquet", partitioning=PARTITIONING, partition_base_dir=str(base))
+    else:
+        dataset = ds.dataset(base, format="parquet", partitioning=PARTITIONING)
     expression = partition_filter(start_ms, end_ms)
     fragments = list(dataset.get_fragments(filter=expression))
     if not fragments:

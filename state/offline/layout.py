@@ -30,6 +30,7 @@ __all__ = [
     "check_name",
     "hour_partition",
     "mirror_path",
+    "partition_files",
     "partition_filter",
     "raw_path",
 ]
@@ -75,6 +76,21 @@ def hour_partition(hour: int) -> str:
     """The partition folder of an hour index: `dt=YYYY-MM-DD/hour=HH`."""
     start = datetime.fromtimestamp(hour * 3600, tz=UTC)
     return f"dt={start:%Y-%m-%d}/hour={start:%H}"
+
+
+def partition_files(base: Path) -> dict[int, list[Path]]:
+    """The Parquet files under `base`, by the hour index of their partition folder (a directory listing).
+
+    Hidden temporary files (`.part-….parquet.tmp`, being written) are not listed.
+    """
+    found: dict[int, list[Path]] = {}
+    for folder in base.glob("dt=*/hour=*"):
+        day = datetime.strptime(folder.parent.name.removeprefix("dt="), "%Y-%m-%d").replace(tzinfo=UTC)
+        hour = int(day.timestamp()) // 3600 + int(folder.name.removeprefix("hour="))
+        files = sorted(folder.glob("part-*.parquet"))
+        if files:
+            found[hour] = files
+    return dict(sorted(found.items()))
 
 
 def partition_filter(start_ms: int | None, end_ms: int | None) -> ds.Expression | None:

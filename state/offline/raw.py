@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from state.exceptions import MirrorError
 from state.offline.files import read_partitioned, write_partitioned
-from state.offline.layout import check_name, raw_path
+from state.offline.layout import HOUR_MS, check_name, partition_files, raw_path
 from state.offline.tables import Rows, to_table
 
-__all__ = ["RAW_KEY", "RAW_SCHEMA", "RawArchive", "read_raw"]
+__all__ = ["RAW_KEY", "RAW_SCHEMA", "RawArchive", "archived_hours", "read_raw"]
 
 #: The columns of an archived event, exactly.
 RAW_SCHEMA = pa.schema(
@@ -87,17 +89,34 @@ def read_raw(
     start_ms: int | None = None,
     end_ms: int | None = None,
     columns: Sequence[str] | None = None,
+    hours: Sequence[int] | None = None,
 ) -> pa.Table:
     """Archived events of `topic` with `start_ms ≤ event_time < end_ms`, each once, in Kafka order.
 
     Repeats (same topic, partition and offset) are dropped; rows come sorted by
-    (kafka_partition, kafka_offset). Raises `MirrorError` if the topic was never archived.
+    (kafka_partition, kafka_offset). `hours` (hour indices, see `archived_hours`) reads only
+    those hours' files. Raises `MirrorError` if the topic was never archived.
     """
+    base = raw_path(Path(root), topic)
+    files = None
+    if hours is not None:
+        by_hour = partition_files(base)
+        files = [f for hour in hours for f in by_hour.get(hour, [])]
     return read_partitioned(
-        raw_path(Path(root), topic),
-        start_ms=start_ms,
-        end_ms=end_ms,
-        columns=columns,
-        unique_by=RAW_KEY,
-        order_by=_ORDER,
+        base, start_ms=start_ms, end_ms=end_ms, columns=columns, unique_by=RAW_KEY, order_by=_ORDER, files=files
     )
+
+
+def archived_hours(root: Path, topic: str, start_ms: int, end_ms: int) -> dict[int, int]:
+    """The hours (index `event_time // 3_600_000`) of `[start_ms, end_ms)` that hold archived events of
+    `topic`, with their record counts (from the files' footers, repeats included); {} if none."""
+    base = raw_path(Path(root), topic)
+    if not base.is_dir():
+        msg = f"no offline data at {base} (nothing was ever written there)"
+        raise MirrorError(msg)
+    first, last = start_ms // HOUR_MS, (end_ms - 1) // HOUR_MS
+    return {
+        hour: sum(pq.read_metadata(f).num_rows for f in files)
+        for hour, files in partition_files(base).items()
+        if first <= hour <= last
+    }

@@ -50,6 +50,27 @@ def group_docs(trips: str, pings: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+DEMO_FEATURES = Path(__file__).resolve().parents[2] / "processors" / "features" / "rides"
+
+
+def demo_group_docs(trips: str, pings: str) -> list[dict[str, Any]]:
+    """The demo's own feature groups (processors/features/rides), reading the fresh topics instead.
+
+    Every demo feature, as the demo defines it; names carry the topics' suffix, TTLs are long (the
+    simulated history starts in 2026-01).
+    """
+    suffix = trips.rsplit(".", 1)[-1]
+    rename = {TRIPS_TOPIC: trips, DRIVER_PINGS_TOPIC: pings}
+    docs = []
+    for path in sorted(DEMO_FEATURES.glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        doc["group"] = f"{doc['group']}_{suffix}"
+        doc["source"]["topic"] = rename[doc["source"]["topic"]]
+        doc["ttl"] = "3650d"
+        docs.append(doc)
+    return docs
+
+
 def compile_groups(docs: list[dict[str, Any]]) -> list[FeatureGroup]:
     out = []
     for doc in docs:

@@ -8,31 +8,36 @@ from pathlib import Path
 import pytest
 
 from backfill import BackfillJob, run_backfill
+from backfill.source import SourceKind
 from processors.runtime.flow import ProcessorOptions, run_processor
 from processors.runtime.sink import OutputConfig
 from state.online import open_store
+from streams.admin import TopicAdmin
 from streams.settings import KafkaSettings
 from tests.integration.processor_helpers import (
     T0,
     compile_groups,
+    demo_group_docs,
     fields_of,
     group_docs,
     latest_times,
     produce_simulation,
     read_records,
 )
+from tests.reference import group_values_as_of
 
 pytestmark = pytest.mark.integration
 
 END = T0 + 365 * 24 * 3_600_000
 
 
-def test_replay_equals_streaming_from_kafka_and_from_the_archive(
+def test_replay_equals_streaming_for_every_demo_feature_from_kafka_and_past_retention_from_the_archive(
     kafka_settings: KafkaSettings, unique: Callable[[str], str], tmp_path: Path
 ) -> None:
     trips, pings = unique("trips"), unique("pings")
     events = produce_simulation(kafka_settings, trips, pings, n=12_000, seed=21)
-    groups = compile_groups(group_docs(trips, pings))
+    groups = compile_groups(demo_group_docs(trips, pings))
+    assert sum(len(g.features) for g in groups) == 16  # the demo's four groups, every feature
     streamed_db, offline = tmp_path / "streamed", tmp_path / "offline"
     run_processor(
         groups,
@@ -41,23 +46,57 @@ def test_replay_equals_streaming_from_kafka_and_from_the_archive(
         ),
         ProcessorOptions(until_idle=True),
     )
-    for source in ("kafka", "archive"):
+
+    def backfill_equals_streaming(source: SourceKind) -> None:
         db = tmp_path / f"backfilled-{source}"
         for group in groups:
-            job = BackfillJob(group, source, T0, END, tmp_path / f"offline-{source}", tmp_path / "cp",  # type: ignore[arg-type]
-                              chunk_size=1500, load_online=True)  # fmt: skip
-            if source == "archive":
-                job = BackfillJob(
-                    group, "archive", T0, END, offline, tmp_path / "cp", chunk_size=1500, load_online=True
-                )
-            report = run_backfill(job, kafka_settings, lambda db=db: open_store("rocksdb", path=db))  # type: ignore[misc]
+            # From the archive the processor wrote; from Kafka into an offline store of its own.
+            root = offline if source == "archive" else tmp_path / "offline-kafka"
+            job = BackfillJob(group, source, T0, END, root, tmp_path / "cp", chunk_size=1500, load_online=True)
+            report = run_backfill(job, kafka_settings, lambda: open_store("rocksdb", path=db))
             assert report.invalid == 0 and report.late == 0
             latest = latest_times(group, fields_of(events, group.event_type))
-            assert report.loaded_online == len(latest)
+            assert report.loaded_online == len(latest) > 0
             keys = [(group.ref, e) for e in latest]
             streamed, backfilled = read_records(streamed_db, keys), read_records(db, keys)
             differ = [k for k in keys if streamed[k] != backfilled[k]]
             assert not differ, (source, group.ref, differ[:3])
+
+    backfill_equals_streaming("kafka")
+    # Past Kafka's retention: the topics are gone, only the raw archive still has the history.
+    TopicAdmin(kafka_settings).delete([trips, pings])
+    backfill_equals_streaming("archive")
+
+
+def test_a_new_version_is_backfilled_over_all_history_from_the_archive(
+    kafka_settings: KafkaSettings, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    trips, pings = unique("trips"), unique("pings")
+    events = produce_simulation(kafka_settings, trips, pings, n=6000, seed=8)
+    v1 = group_docs(trips, pings)[0]
+    offline = tmp_path / "offline"
+    run_processor(
+        compile_groups([v1]),
+        OutputConfig(kafka_settings, lambda: open_store("rocksdb", path=tmp_path / "v1"), offline,
+                     emit_feature_updates=False),
+        ProcessorOptions(until_idle=True),
+    )  # fmt: skip
+    # v2 adds a feature over a longer window: its values need all of history, not just what v1 kept.
+    longer = {"name": "mean_surge_1d", "agg": "mean", "expr": "surge", "window": "1d"}
+    v2_doc = {**v1, "version": 2, "features": [*v1["features"], longer]}
+    [v2] = compile_groups([v2_doc])
+    job = BackfillJob(v2, "archive", T0, END, offline, tmp_path / "cp", chunk_size=1000, load_online=True)
+    db = tmp_path / "v2"
+    report = run_backfill(job, kafka_settings, lambda: open_store("rocksdb", path=db))
+    rows = fields_of(events, v2.event_type)
+    latest = latest_times(v2, rows)
+    assert report.loaded_online == len(latest) > 0 and report.accepted == len(rows)
+    records = read_records(db, [(v2.ref, e) for e in latest])
+    for entity, (t, _) in latest.items():
+        record = records[(v2.ref, entity)]
+        assert record is not None and record.event_time == t
+        expected = group_values_as_of(v2, rows, t)[entity]
+        assert record.values == expected, entity
 
 
 def test_interrupted_backfill_resumes_to_the_same_result(

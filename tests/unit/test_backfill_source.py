@@ -110,3 +110,35 @@ def test_resume_skips_records_done_before_the_interruption(monkeypatch: pytest.M
     assert min(r.offset for r in c.rows if r.partition == 0) >= 10
     assert min(r.offset for r in c.rows if r.partition == 1) >= 20
     assert c.offsets == {0: 30, 1: 30}
+
+
+HOUR = 3_600_000
+
+
+def test_the_archive_is_read_in_whole_hours_skipping_empty_ones_and_resumes(tmp_path: Path) -> None:
+    from state.offline import RawArchive
+
+    group = make_group()
+    # Hours 0, 1, 5 and 30 of the range hold events (12, 3, 8, 1 of them); everything else is empty.
+    counts = {0: 12, 1: 3, 5: 8, 30: 1}
+    rows, offset = [], 0
+    for hour, n in counts.items():
+        for i in range(n):
+            t = T0 + hour * HOUR + i * 1000
+            rows.append({"topic": group.topic, "kafka_partition": 0, "kafka_offset": offset, "key": b"k",
+                         "value": trip(t), "event_time": t, "event_type": "trip_requested"})  # fmt: skip
+            offset += 1
+    RawArchive(tmp_path, durable=False).write(rows + rows[:4])  # at-least-once: some written twice
+
+    def archived(chunk_size: int, resume_hour_ms: int | None = None) -> list[Chunk]:
+        found = read_chunks(group, "archive", T0, T0 + 365 * 24 * HOUR, settings=KafkaSettings(),
+                            offline_root=tmp_path, chunk_size=chunk_size, resume_hour_ms=resume_hour_ms)  # fmt: skip
+        return list(found)
+
+    got = archived(chunk_size=11)
+    # Whole hours, up to 11 records a chunk (hour 0's 12 + 4 repeats overflow it alone): [0], [1, 5], [30].
+    assert [c.read for c in got] == [12, 11, 1]
+    assert [c.next_hour_ms for c in got] == [T0 + HOUR, T0 + 6 * HOUR, T0 + 31 * HOUR]
+    assert [r.offset for c in got for r in c.rows] == list(range(offset))  # each record once, in order
+    rest = archived(chunk_size=11, resume_hour_ms=got[0].next_hour_ms)
+    assert [r.offset for c in rest for r in c.rows] == list(range(12, offset))
