@@ -149,10 +149,13 @@ class Keyed:
             self.load([name])
         return self._columns[name]
 
-    def subset(self, positions: Sequence[int], names: Iterable[str]) -> Keyed:
-        """The rows at `positions` (no rejections, nothing filtered), with the columns of `names`."""
-        out = Keyed(rows=[self.rows[i] for i in positions], entities=[self.entities[i] for i in positions])
-        out.load(names)
+    def subset(self, positions: Sequence[int], entities: list[str] | None = None) -> Keyed:
+        """The rows at `positions` (nothing rejected or filtered), with their columns sliced from these."""
+        out = Keyed(
+            rows=[self.rows[i] for i in positions],
+            entities=entities if entities is not None else [self.entities[i] for i in positions],
+        )
+        out._columns = {name: [column[i] for i in positions] for name, column in self._columns.items()}
         return out
 
     def columns(self, expr: CompiledExpression) -> dict[str, list[Any]]:
@@ -198,23 +201,22 @@ class GroupEngine:
             keys = group.key.evaluate_columns(batch.columns(group.key), len(rows))
         except DslEvaluationError:
             return self._keyed_rows(rows)
-        key_array = np.fromiter(keys, dtype=object, count=len(keys))
-        ok = (key_array != None) & (key_array != "")  # noqa: E711 (element-wise: a null or empty key rejects)
-        passes = np.ones(len(keys), dtype=bool) if keep is None else np.fromiter((k is True for k in keep), bool)
-        if passes.all() and ok.all():  # the common case: every row kept
-            batch.entities = [k if type(k) is str else str(k) for k in keys]
+        if (keep is None or all(k is True for k in keep)) and all(k is not None and k != "" for k in keys):
+            batch.entities = [k if type(k) is str else str(k) for k in keys]  # the common case: every row kept
             return batch
-        out = Keyed(filtered=int((~passes).sum()))
+        passes = keep if keep is not None else [True] * len(keys)
+        kept: list[int] = []
+        rejected: list[Rejected] = []
         null_key = f"entity key {group.spec.key!r} is null"
-        for row, key, passed, good in zip(rows, keys, passes.tolist(), ok.tolist(), strict=True):
-            if not passed:
+        for i, (key, passed) in enumerate(zip(keys, passes, strict=True)):
+            if passed is not True:
                 continue
-            if not good:
-                out.rejected.append(Rejected(row, "validation_error", null_key))
+            if key is None or key == "":
+                rejected.append(Rejected(batch.rows[i], "validation_error", null_key))
             else:
-                out.rows.append(row)
-                out.entities.append(str(key))
-        out.load(self._fields)
+                kept.append(i)
+        out = batch.subset(kept, [str(keys[i]) for i in kept])
+        out.rejected, out.filtered = rejected, sum(1 for p in passes if p is not True)
         return out
 
     def _keyed_rows(self, rows: Sequence[SourceRow]) -> Keyed:
@@ -287,7 +289,7 @@ class GroupEngine:
         if not kept:
             return result
         if len(kept) < len(batch.rows):
-            batch = batch.subset(kept, self._fields)
+            batch = batch.subset(kept)
         entities, accepted = batch.entities, batch.rows
 
         uniques: dict[str, int] = {}
