@@ -130,3 +130,25 @@ def test_state_bytes_round_trip() -> None:
     back = EntityState.from_bytes(state.to_bytes())
     assert engine.values(back, state.u) == engine.values(state, state.u)
     assert (back.u, back.rev) == (state.u, state.rev)
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_keyed_by_columns_equals_keyed_row_by_row(broken: bool) -> None:
+    group = make_group(
+        key="if_else(distance_km > 9, None, pickup_zone)",
+        source={"topic": "t", "event_type": "trip_requested", "filter": "distance_km > 2"},
+    )
+    engine = GroupEngine(group)
+    rows = [trip(i, T0 + i, zone=f"z{i % 3}", km=float(i % 12)) for i in range(60)]
+    if broken:  # a value breaking the schema: the column path gives up, the row path names the row
+        rows[17] = SourceRow({**rows[17].fields, "distance_km": "far"}, 0, 17)
+    by_columns, by_rows = engine.keyed(rows), engine._keyed_rows(rows)
+    assert by_columns.rows == by_rows.rows and by_columns.entities == by_rows.entities
+    assert by_columns.filtered == by_rows.filtered > 0
+    assert [(r.row.offset, r.reason) for r in by_columns.rejected] == [
+        (r.row.offset, r.reason) for r in by_rows.rejected
+    ]
+    assert {r.reason for r in by_columns.rejected} == (
+        {"validation_error", "processing_error"} if broken else {"validation_error"}
+    )
+    assert by_columns.column("distance_km") == [r.fields["distance_km"] for r in by_rows.rows]
