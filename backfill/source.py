@@ -161,18 +161,21 @@ def _archive(
 def _archived_chunk(
     group: FeatureGroup, decoder: EventDecoder, root: Path, hours: list[int], start_ms: int, end_ms: int
 ) -> Chunk:
-    table = read_raw(root, group.topic, start_ms=start_ms, end_ms=end_ms, hours=hours)
     chunk = Chunk(next_hour_ms=min(end_ms, (hours[-1] + 1) * HOUR))
-    columns = table.to_pydict()
-    for p, off, key, value, ts, etype in zip(
-        columns["kafka_partition"], columns["kafka_offset"], columns["key"], columns["value"],
-        columns["event_time"], columns["event_type"], strict=True,
-    ):  # fmt: skip
-        chunk.read += 1
-        if ts > chunk.partition_max.get(p, -1):
-            chunk.partition_max[p] = ts
-        if etype is not None and etype != group.event_type:
-            continue
+    # Every record counts (read, partition progress for the watermark): small columns, in Arrow.
+    every = read_raw(root, group.topic, start_ms=start_ms, end_ms=end_ms, hours=hours,
+                     columns=["kafka_partition", "event_time"])  # fmt: skip
+    chunk.read = every.num_rows
+    progress = every.group_by("kafka_partition").aggregate([("event_time", "max")])
+    chunk.partition_max = dict(
+        zip(progress["kafka_partition"].to_pylist(), progress["event_time_max"].to_pylist(), strict=True)
+    )
+    # Only the group's events are decoded, as from Kafka (where the header routes them).
+    wanted = read_raw(root, group.topic, start_ms=start_ms, end_ms=end_ms, hours=hours, event_type=group.event_type,
+                      columns=["kafka_partition", "kafka_offset", "key", "value"]).to_pydict()  # fmt: skip
+    for p, off, key, value in zip(
+        wanted["kafka_partition"], wanted["kafka_offset"], wanted["key"], wanted["value"], strict=True
+    ):
         _decode(decoder, value or b"", p, off, key, chunk)
     return chunk
 

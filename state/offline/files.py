@@ -20,8 +20,6 @@ __all__ = ["read_partitioned", "write_partitioned"]
 
 logger = logging.getLogger(__name__)
 
-_ROW = "__affresco_row"
-
 
 def write_partitioned(base: Path, table: pa.Table, *, compression: str, durable: bool) -> list[Path]:
     """Write `table` under `base`, one new file per (dt, hour) of its `event_time`; returns the files.
@@ -64,12 +62,14 @@ def read_partitioned(
     unique_by: Sequence[str],
     order_by: Sequence[str],
     files: Sequence[Path] | None = None,
+    where: ds.Expression | None = None,
 ) -> pa.Table:
     """Rows under `base` with `start_ms ≤ event_time < end_ms`, one per `unique_by`, sorted by `order_by`.
 
     Files written at different times may disagree on a column's type (e.g. all-null then double):
     their schemas are unified (nulls and integers promote) before reading. `files` (from
-    `partition_files`) reads only those, without listing the whole tree.
+    `partition_files`) reads only those, without listing the whole tree; `where` filters rows
+    (before deduplication: it must give repeats of a row the same verdict).
     """
     if not base.is_dir():
         msg = f"no offline data at {base} (nothing was ever written there)"
@@ -97,12 +97,27 @@ def read_partitioned(
         schema = schema.append(PARTITIONING.schema.field(column))
     wanted = _columns(schema, columns, [*unique_by, *order_by], base)
     dataset = ds.FileSystemDataset(fragments, schema, dataset.format, dataset.filesystem)
-    table = dataset.to_table(columns=wanted, filter=expression)
-    table = table.append_column(_ROW, pa.array(range(table.num_rows), pa.int64()))
-    first = table.group_by(list(unique_by), use_threads=False).aggregate([(_ROW, "min")])
-    table = table.take(first[f"{_ROW}_min"]).drop_columns([_ROW])
-    table = table.sort_by([(column, "ascending") for column in order_by])
+    table = dataset.to_table(columns=wanted, filter=expression if where is None else expression & where)
+    table = table.take(_first_of_each_in_order(table, unique_by, order_by))  # the only take of the wide table
     return table.select(list(columns)) if columns is not None else table
+
+
+def _first_of_each_in_order(table: pa.Table, unique_by: Sequence[str], order_by: Sequence[str]) -> pa.Array:
+    """Row indices: the first row of each `unique_by` key, sorted by `order_by` (computed on the key columns)."""
+    keys = table.select(list(dict.fromkeys([*unique_by, *order_by])))
+    by_key = pc.sort_indices(keys, sort_keys=[(c, "ascending") for c in unique_by])  # stable: firsts first
+    if len(by_key) == 0:
+        return by_key
+    # Starts of runs of equal keys in key order: the first rows of their keys.
+    starts = None
+    for column in unique_by:
+        values = keys[column].take(by_key)
+        differs = pc.fill_null(pc.not_equal(values.slice(1), values.slice(0, len(values) - 1)), True)
+        starts = differs if starts is None else pc.or_(starts, differs)
+    assert starts is not None  # unique_by is never empty
+    firsts = pc.filter(by_key, pa.chunked_array([pa.array([True]), *starts.chunks]))
+    ordered = pc.sort_indices(keys.take(firsts), sort_keys=[(c, "ascending") for c in order_by])
+    return firsts.take(ordered)
 
 
 def _columns(schema: pa.Schema, columns: Sequence[str] | None, needed: Sequence[str], base: Path) -> list[str]:

@@ -90,21 +90,27 @@ def read_raw(
     end_ms: int | None = None,
     columns: Sequence[str] | None = None,
     hours: Sequence[int] | None = None,
+    event_type: str | None = None,
 ) -> pa.Table:
     """Archived events of `topic` with `start_ms ≤ event_time < end_ms`, each once, in Kafka order.
 
     Repeats (same topic, partition and offset) are dropped; rows come sorted by
     (kafka_partition, kafka_offset). `hours` (hour indices, see `archived_hours`) reads only
-    those hours' files. Raises `MirrorError` if the topic was never archived.
+    those hours' files; `event_type` only events of that type or of none (records without an
+    `event_type` header). Raises `MirrorError` if the topic was never archived.
     """
     base = raw_path(Path(root), topic)
     files = None
     if hours is not None:
         by_hour = partition_files(base)
         files = [f for hour in hours for f in by_hour.get(hour, [])]
+    where = None
+    if event_type is not None:
+        where = (pc.field("event_type") == event_type) | pc.field("event_type").is_null()
     return read_partitioned(
-        base, start_ms=start_ms, end_ms=end_ms, columns=columns, unique_by=RAW_KEY, order_by=_ORDER, files=files
-    )
+        base, start_ms=start_ms, end_ms=end_ms, columns=columns, unique_by=RAW_KEY, order_by=_ORDER, files=files,
+        where=where,
+    )  # fmt: skip
 
 
 def archived_hours(root: Path, topic: str, start_ms: int, end_ms: int) -> dict[int, int]:
