@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from processors.kernels.aggregations import SCALE, Agg, micro_units, tie_key
 from processors.kernels.hll import (
     HLL_REGISTERS,
     hll_add,
     hll_estimate,
-    hll_hash,
+    hll_hashes,
     hll_registers,
     linear_counting_estimates,
 )
@@ -231,7 +230,7 @@ def _pick(values: np.ndarray, winners: np.ndarray, last: np.ndarray) -> np.ndarr
 
 def _distinct_estimates(codes: np.ndarray, values: list[Any], a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """`hll_estimate` of the sketch of values[a:b] per query (values of one entity per range)."""
-    hashes = _hashes(values)
+    hashes = hll_hashes(values)
     registers, _ = hll_registers(hashes)
     # previous[i]: the last position before i with the same (entity, register), or -1. A register is
     # new in values[a:b] exactly at the positions i in [a, b) with previous[i] < a.
@@ -258,24 +257,6 @@ def _distinct_estimates(codes: np.ndarray, values: list[Any], a: np.ndarray, b: 
             hll_add(sketch, h)
         estimates[q] = hll_estimate(sketch)
     return estimates
-
-
-def _hashes(values: list[Any]) -> np.ndarray:
-    """`hll_hash` of every value, computed once per distinct value (ids repeat: riders, drivers, zones)."""
-    try:
-        array = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-        array = None
-    # Only types Arrow cannot have converted (a float column may hold ints, whose repr and hash differ).
-    if array is not None and (pa.types.is_string(array.type) or pa.types.is_integer(array.type)):
-        encoded = array.dictionary_encode()  # C++ hashing of the distinct values
-        slots = encoded.indices.to_numpy(zero_copy_only=False)
-        distinct = encoded.dictionary.to_pylist()
-    else:
-        seen: dict[Any, int] = {}
-        slots = np.fromiter((seen.setdefault(v, len(seen)) for v in values), dtype=np.int64, count=len(values))
-        distinct = list(seen)
-    return np.fromiter((hll_hash(v) for v in distinct), dtype=np.int64, count=len(distinct))[slots]
 
 
 def _new_registers(previous: np.ndarray, a: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 __all__ = [
     "HLL_P",
@@ -20,6 +22,7 @@ __all__ = [
     "hll_add",
     "hll_estimate",
     "hll_hash",
+    "hll_hashes",
     "hll_merge",
     "hll_register",
     "hll_registers",
@@ -67,6 +70,29 @@ def linear_counting_estimates() -> tuple[int, list[int]]:
     # harmonic >= zeros, so the raw estimate is at most ALPHA*M*M/zeros; below 2.5*M, linear counting applies.
     min_zeros = math.floor(_ALPHA * _M * _M / (2.5 * _M)) + 1
     return min_zeros, [0] + [round(_M * math.log(_M / z)) for z in range(1, _M + 1)]
+
+
+_ARROW_FROM = 1000  # below this many values, converting to Arrow costs more than it saves
+
+
+def hll_hashes(values: Sequence[Any]) -> np.ndarray:
+    """`hll_hash` of every value (int64 array), computed once per distinct value (ids repeat)."""
+    array = None
+    if len(values) >= _ARROW_FROM:
+        try:
+            array = pa.array(values)
+        except (pa.ArrowException, ValueError, TypeError, OverflowError):
+            array = None  # mixed types: Python finds the distinct values
+    # Only types Arrow cannot have converted (a float column may hold ints, whose repr and hash differ).
+    if array is not None and (pa.types.is_string(array.type) or pa.types.is_integer(array.type)):
+        encoded = array.dictionary_encode()  # C++ hashing of the distinct values
+        slots = encoded.indices.to_numpy(zero_copy_only=False)
+        distinct = encoded.dictionary.to_pylist()
+    else:
+        seen: dict[Any, int] = {}
+        slots = np.fromiter((seen.setdefault(v, len(seen)) for v in values), dtype=np.int64, count=len(values))
+        distinct = list(seen)
+    return np.fromiter((hll_hash(v) for v in distinct), dtype=np.int64, count=len(distinct))[slots]
 
 
 def hll_add(registers: dict[int, int], hashed: int) -> None:
