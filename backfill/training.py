@@ -128,5 +128,8 @@ def _forked_group(index: int) -> list[tuple[str, pa.Array]]:
 def _codes(entities: pa.ChunkedArray, known: pa.Array) -> np.ndarray:
     """Each label's entity code, its position in `known` (-1: null or never seen); keys compare as strings."""
     if not pa.types.is_string(entities.type) and not pa.types.is_large_string(entities.type):
-        entities = entities.cast(pa.string())
+        # Python's str() of each key, as the engine keys entities (Arrow would write True as "true").
+        entities = pa.chunked_array(
+            [pa.array([None if v is None else str(v) for v in entities.to_pylist()], pa.string())]
+        )
     return pc.index_in(entities, value_set=known).fill_null(-1).to_numpy().astype(np.int64)

@@ -13,7 +13,8 @@ range is a handful of array operations:
   needs below its linear-counting limit; larger windows build their sketch with `hll_add`.
 
 Values are finished like `finish` would finish the merged partial (same arithmetic, same order).
-tests/unit/test_asof.py holds this equal to tiles + `value_as_of` for any events and instants.
+tests/unit/test_asof.py holds this kernel, exactly, to the brute-force reference the tile kernel is
+held to (tests/reference.py), for every aggregation, window and instant.
 """
 
 from __future__ import annotations

@@ -107,3 +107,18 @@ def test_groups_joined_in_forked_workers_equal_one_process() -> None:
     forked = point_in_time_join(labels, "t", requests, events_by_ref, workers=2)
     assert forked.equals(one)
     assert one.column("by_city__km_1h").null_count < one.num_rows  # values, not only nulls
+
+
+def test_non_string_entity_columns_match_keys_as_python_str() -> None:
+    # The engine keys entities by str(key); a label column of bools must find them the same way.
+    g = group(key="surge > 1.5")  # bool keys: "True" / "False"
+
+    def request(i: int) -> SourceRow:
+        fields = {"event_time": T0 + i, "event_type": "trip_requested", "trip_id": f"t{i}", "rider_id": "r",
+                  "country": "US", "city": "c", "pickup_zone": "z", "dropoff_zone": "d", "distance_km": 1.0,
+                  "surge": 2.0 if i % 2 else 1.0}  # fmt: skip
+        return SourceRow(fields, 0, i)
+
+    labels = [{"zone": True, "t": T0 + 10}, {"zone": False, "t": T0 + 10}, {"zone": None, "t": T0 + 10}]
+    out = join(labels, [FeatureRequest(g, ("n_10m",), "zone")], {g.ref: [request(i) for i in range(6)]})
+    assert [r["zone_demand__n_10m"] for r in out] == [3, 3, None]
