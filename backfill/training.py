@@ -54,11 +54,7 @@ def point_in_time_join(
     broken by value, as everywhere). `workers` > 1 joins groups in parallel, in forked processes
     that share the events copy-on-write (nothing is pickled but the finished columns).
     """
-    times_col = labels.column(time_column)
-    if times_col.null_count:
-        msg = f"label column {time_column!r} has {times_col.null_count} null time(s); every label needs one"
-        raise ProcessorsError(msg)
-    job = _Job(labels, times_col.to_numpy().astype(np.int64), tuple(requests), events)
+    job = _Job(labels, _label_times(labels, time_column), tuple(requests), events)
     with gc_paused():
         if workers > 1 and len(requests) > 1:
             results = _forked(job, min(workers, len(requests)))
@@ -123,6 +119,21 @@ def _forked(job: _Job, workers: int) -> list[list[tuple[str, pa.Array]]]:
 def _forked_group(index: int) -> list[tuple[str, pa.Array]]:
     assert _FORKED_JOB is not None  # set by the parent before it forked
     return _FORKED_JOB.group_columns(index)
+
+
+def _label_times(labels: pa.Table, time_column: str) -> np.ndarray:
+    """The labels' times as UTC epoch ms: integers as they are, timestamps converted from their unit."""
+    column = labels.column(time_column)
+    if column.null_count:
+        msg = f"label column {time_column!r} has {column.null_count} null time(s); every label needs one"
+        raise ProcessorsError(msg)
+    if pa.types.is_timestamp(column.type):
+        # Naive timestamps are taken as UTC, like every time in affresco.
+        column = column.cast(pa.timestamp("ms", tz=column.type.tz)).cast(pa.int64())
+    elif not pa.types.is_integer(column.type):
+        msg = f"label column {time_column!r} must hold epoch milliseconds or timestamps, not {column.type}"
+        raise ProcessorsError(msg)
+    return column.to_numpy().astype(np.int64)
 
 
 def _codes(entities: pa.ChunkedArray, known: pa.Array) -> np.ndarray:

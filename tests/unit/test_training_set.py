@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from backfill.training import FeatureRequest, point_in_time_join
 from processors.definitions import FeatureGroup, compile_spec
 from processors.engine import SourceRow
+from processors.exceptions import ProcessorsError
 from streams.sim import simulate
 from tests.reference import group_values_as_of
 
@@ -122,3 +124,20 @@ def test_non_string_entity_columns_match_keys_as_python_str() -> None:
     labels = [{"zone": True, "t": T0 + 10}, {"zone": False, "t": T0 + 10}, {"zone": None, "t": T0 + 10}]
     out = join(labels, [FeatureRequest(g, ("n_10m",), "zone")], {g.ref: [request(i) for i in range(6)]})
     assert [r["zone_demand__n_10m"] for r in out] == [3, 3, None]
+
+
+def test_label_times_may_be_timestamps_of_any_unit_and_must_be_times() -> None:
+    g = group()
+    rows = [SourceRow({"event_time": T0 + i * 1000, "event_type": "trip_requested", "trip_id": f"t{i}",
+                       "rider_id": "r", "country": "US", "city": "c", "pickup_zone": "z", "dropoff_zone": "d",
+                       "distance_km": 1.0, "surge": 1.0}, 0, i) for i in range(5)]  # fmt: skip
+    request = [FeatureRequest(g, ("n_10m",), "zone")]
+    as_ms = pa.table({"zone": ["z"], "t": pa.array([T0 + 2500], pa.int64())})
+    as_us = pa.table({"zone": ["z"], "t": pa.array([(T0 + 2500) * 1000], pa.timestamp("us"))})
+    got = [
+        point_in_time_join(t, "t", request, {g.ref: rows}).column("zone_demand__n_10m").to_pylist()
+        for t in (as_ms, as_us)
+    ]
+    assert got == [[3], [3]]  # events at +0, +1 s and +2 s are in; +3 s is after the label
+    with pytest.raises(ProcessorsError, match="epoch milliseconds or timestamps"):
+        point_in_time_join(pa.table({"zone": ["z"], "t": ["yesterday"]}), "t", request, {g.ref: rows})
