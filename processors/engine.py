@@ -201,8 +201,9 @@ class GroupEngine:
             keys = group.key.evaluate_columns(batch.columns(group.key), len(rows))
         except DslEvaluationError:
             return self._keyed_rows(rows)
-        if (keep is None or all(k is True for k in keep)) and all(k is not None and k != "" for k in keys):
-            batch.entities = [k if type(k) is str else str(k) for k in keys]  # the common case: every row kept
+        if _all_true(keep) and None not in keys and "" not in keys:  # the common case: every row kept
+            # (C-level scans: this runs on every micro-batch and on million-row training-set batches)
+            batch.entities = keys if set(map(type, keys)) <= {str} else [str(k) for k in keys]
             return batch
         passes = keep if keep is not None else [True] * len(keys)
         kept: list[int] = []
@@ -339,6 +340,11 @@ class GroupEngine:
             first_needed = window_start(f.window, horizon) // f.window.hop_ms
             for index in [k for k in tiles if k < first_needed]:
                 del tiles[index]
+
+
+def _all_true(keep: list[Any] | None) -> bool:
+    """Whether a filter kept every row (no filter: yes); only `True` keeps one."""
+    return keep is None or (keep.count(True) == len(keep) and set(map(type, keep)) <= {bool})
 
 
 def _evaluate_many(expr: CompiledExpression, rows: list[Mapping[str, Any]]) -> list[Any]:
