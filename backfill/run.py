@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backfill.gcpause import gc_paused
+from backfill.resources import gc_paused, peak_rss_mb
 from backfill.source import SourceKind, count_planned, read_chunks
 from processors.definitions import FeatureGroup
 from processors.engine import EntityState, EntityUpdate, GroupEngine, Watermark
@@ -158,7 +157,7 @@ def _run(
                 store.upsert(records[i : i + 5000], ttl_ms=job.group.ttl_ms)
         report.loaded_online = len(records)
     report.seconds += time.monotonic() - started
-    report.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    report.peak_rss_mb = peak_rss_mb()
     path.unlink(missing_ok=True)  # done: a new run starts over
     return report
 

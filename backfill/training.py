@@ -19,13 +19,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from backfill.gcpause import gc_paused
+from backfill.resources import gc_paused
 from processors.definitions import FeatureGroup
 from processors.engine import GroupEngine, SourceRow
 from processors.exceptions import ProcessorsError
 from processors.kernels.asof import AsOf, Timeline
 
-__all__ = ["FeatureRequest", "point_in_time_join"]
+__all__ = ["FeatureRequest", "label_times", "point_in_time_join"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def point_in_time_join(
     broken by value, as everywhere). `workers` > 1 joins groups in parallel, in forked processes
     that share the events copy-on-write (nothing is pickled but the finished columns).
     """
-    job = _Job(labels, _label_times(labels, time_column), tuple(requests), events)
+    job = _Job(labels, label_times(labels, time_column), tuple(requests), events)
     with gc_paused():
         if workers > 1 and len(requests) > 1:
             results = _forked(job, min(workers, len(requests)))
@@ -121,7 +121,7 @@ def _forked_group(index: int) -> list[tuple[str, pa.Array]]:
     return _FORKED_JOB.group_columns(index)
 
 
-def _label_times(labels: pa.Table, time_column: str) -> np.ndarray:
+def label_times(labels: pa.Table, time_column: str) -> np.ndarray:
     """The labels' times as UTC epoch ms: integers as they are, timestamps converted from their unit."""
     column = labels.column(time_column)
     if column.null_count:

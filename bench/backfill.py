@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import tempfile
 import time
 import uuid
@@ -19,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from backfill import BackfillJob, run_backfill
+from backfill.resources import peak_rss_mb
 from bench._machine import machine
 from processors.definitions import FeatureGroup, compile_spec
 from state.online import open_store
@@ -43,10 +43,6 @@ def _groups(trips: str, pings: str) -> list[FeatureGroup]:
             raise RuntimeError(problems)
         out.append(group)
     return out
-
-
-def _rss_mb() -> int:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def main() -> None:
@@ -85,7 +81,7 @@ def main() -> None:
             "records_per_s": round(read / wall), "records_per_cpu_s": round(read / cpu), "per_group": per_group,
         }  # fmt: skip
     TopicAdmin(settings).delete([trips, pings])
-    result["peak_rss_mb"] = _rss_mb()
+    result["peak_rss_mb"] = peak_rss_mb()
     result["target_records_per_s_per_core"] = 500_000
     result["machine"] = machine()
     print(json.dumps(result))

@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import yaml
 
+from backfill.resources import peak_rss_mb
 from backfill.training import FeatureRequest, point_in_time_join
 from bench._machine import machine
 from processors.definitions import FeatureGroup, compile_spec
@@ -30,10 +31,6 @@ from streams.sim import simulate
 T0 = 1_767_225_600_000
 FEATURES = Path(__file__).resolve().parents[1] / "processors" / "features" / "rides"
 GROUPS = ("zone_demand", "city_eta", "rider_history")
-
-
-def _rss_mb(who: int = resource.RUSAGE_SELF) -> int:
-    return round(resource.getrusage(who).ru_maxrss / 1024)
 
 
 def _group(name: str) -> FeatureGroup:
@@ -68,7 +65,7 @@ def main() -> None:
     prepare_s = time.perf_counter() - started
     requests = [FeatureRequest(g, tuple(g.feature_names), next(iter(g.key.fields))) for g in groups]
     events = {g.ref: by_type[g.event_type] for g in groups}
-    rss_before = _rss_mb()
+    rss_before = peak_rss_mb()
     gc.collect()
     runs = []
     for _ in range(args.repeat):
@@ -92,8 +89,8 @@ def main() -> None:
             4,
         ),
         "rss_before_join_mb": rss_before,
-        "peak_rss_mb": _rss_mb(),
-        "peak_rss_worker_mb": _rss_mb(resource.RUSAGE_CHILDREN),
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_worker_mb": peak_rss_mb(resource.RUSAGE_CHILDREN),
         "prepare_s": round(prepare_s, 1),
         "target_s": 10,
         "machine": machine(),

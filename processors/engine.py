@@ -170,6 +170,7 @@ class GroupEngine:
         self._windowed = [f for f in group.features if f.window is not None]
         self._row_level = [f for f in group.features if f.window is None]
         self._time_field = group.spec.event_time
+        self._null_key = f"entity key {group.spec.key!r} is null"
         # Every field the group reads: loaded as columns in one pass.
         self._fields = {self._time_field, *group.key.fields, *(group.filter.fields if group.filter else ())}
         self._fields.update(name for f in group.features if f.expr is not None for name in f.expr.fields)
@@ -208,12 +209,11 @@ class GroupEngine:
         passes = keep if keep is not None else [True] * len(keys)
         kept: list[int] = []
         rejected: list[Rejected] = []
-        null_key = f"entity key {group.spec.key!r} is null"
         for i, (key, passed) in enumerate(zip(keys, passes, strict=True)):
             if passed is not True:
                 continue
             if key is None or key == "":
-                rejected.append(Rejected(batch.rows[i], "validation_error", null_key))
+                rejected.append(Rejected(batch.rows[i], "validation_error", self._null_key))
             else:
                 kept.append(i)
         out = batch.subset(kept, [str(keys[i]) for i in kept])
@@ -234,7 +234,7 @@ class GroupEngine:
                 out.rejected.append(Rejected(row, "processing_error", f"{group.ref}: {exc}"))
                 continue
             if key is None or key == "":
-                out.rejected.append(Rejected(row, "validation_error", f"entity key {group.spec.key!r} is null"))
+                out.rejected.append(Rejected(row, "validation_error", self._null_key))
                 continue
             out.rows.append(row)
             out.entities.append(str(key))

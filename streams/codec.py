@@ -51,7 +51,7 @@ def _json_validator(adapter: TypeAdapter[Event]) -> SchemaValidator:
     schema = adapter.core_schema
     # A model's schema carries the config pydantic built the model's validator with; other types
     # (the union of every event) were built with an empty one.
-    config = schema.get("config") or {} if schema["type"] == "model" else {}
+    config = (schema.get("config") or {}) if schema["type"] == "model" else {}
     return SchemaValidator(schema, {**config, "cache_strings": "keys"})
 
 

@@ -52,11 +52,3 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print an error (no traceback) and exit."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
-
-
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process and of its (finished) worker processes, in MB."""
-    import resource
-
-    peak_kb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    return round(peak_kb / 1024, 1)

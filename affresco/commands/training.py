@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -12,11 +13,12 @@ from typing import Any
 
 import typer
 
-from affresco.commands._common import BootstrapOption, err_console, fail, kafka_settings, peak_memory_mb
+from affresco.commands._common import BootstrapOption, err_console, fail, kafka_settings
 from affresco.commands.process import resolve_groups
 from affresco.settings import PlatformSettings
+from backfill.resources import peak_rss_mb
 from backfill.source import read_chunks
-from backfill.training import FeatureRequest, point_in_time_join
+from backfill.training import FeatureRequest, label_times, point_in_time_join
 from processors.engine import SourceRow
 from processors.exceptions import ProcessorsError
 from state.exceptions import StateError
@@ -83,7 +85,6 @@ def training_set(
 ) -> None:
     """Build a point-in-time-correct training set: every feature as of each label's time."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     if source not in ("kafka", "archive"):
@@ -111,7 +112,7 @@ def training_set(
         columns = label_table.column_names
         if time_column not in columns:
             fail(f"--time-field: label rows have no column {time_column!r} (columns: {', '.join(columns)})")
-        until = int(pc.max(label_table.column(time_column)).as_py()) + 1
+        until = int(label_times(label_table, time_column).max()) + 1
         requests: list[FeatureRequest] = []
         events: dict[str, Sequence[SourceRow]] = {}
         for g in groups:
@@ -134,6 +135,7 @@ def training_set(
     pq.write_table(joined, out)
     filled = {r.column(f): len(joined) - joined.column(r.column(f)).null_count for r in requests for f in r.features}
     err_console.print(f"wrote {len(joined):,} rows to {out}", highlight=False)
+    peak = max(peak_rss_mb(), peak_rss_mb(resource.RUSAGE_CHILDREN))  # workers included
     summary = {"rows": len(joined), "out": str(out), "invalid_labels": invalid_labels, "non_null": filled,
-               "seconds": round(time.monotonic() - started, 2), "peak_rss_mb": peak_memory_mb()}  # fmt: skip
+               "seconds": round(time.monotonic() - started, 2), "peak_rss_mb": peak}  # fmt: skip
     typer.echo(json.dumps(summary))

@@ -34,7 +34,7 @@ from processors.kernels.hll import (
     hll_registers,
     linear_counting_estimates,
 )
-from processors.kernels.tiles import WindowSpec
+from processors.kernels.tiles import WindowSpec, window_start
 
 __all__ = ["AsOf", "Column", "Timeline"]
 
@@ -123,8 +123,7 @@ class AsOf:
     def _window_start(self, spec: WindowSpec) -> np.ndarray:
         key = (spec.window_ms, spec.hop_ms)
         if key not in self._since:
-            starts = (self.times // spec.hop_ms + 1) * spec.hop_ms - spec.window_ms  # window_start, vectorized
-            self._since[key] = self.line.since(self.codes, starts)
+            self._since[key] = self.line.since(self.codes, window_start(spec, self.times))  # works on arrays
         return self._since[key]
 
     def window(self, spec: WindowSpec, values: Sequence[Any] | None) -> Column:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -52,8 +52,11 @@ class WindowSpec:
         return self.window_ms // self.hop_ms
 
 
-def window_start(spec: WindowSpec, t: int) -> int:
-    """The first event time inside the window as of `t` (inclusive)."""
+Instant = TypeVar("Instant", int, np.ndarray)
+
+
+def window_start(spec: WindowSpec, t: Instant) -> Instant:
+    """The first event time inside the window as of `t` (inclusive); element-wise for an array of instants."""
     return (t // spec.hop_ms + 1) * spec.hop_ms - spec.window_ms
 
 

@@ -261,3 +261,19 @@ def test_cli_training_set_from_outcome_events(
     bad = runner.invoke(app, ["training-set", "--labels", trips, "-d", str(defs), "--out", str(out),
                               "--features", "zone_demand-requests"])  # fmt: skip
     assert bad.exit_code == 2 and "expected group:feature" in bad.output
+    # Labels from a Parquet file whose time column is a timestamp (µs): the same values as epoch ms.
+    import pyarrow as pa
+
+    first = pq.read_table(out).slice(0, 200)
+    stamped = first.set_column(
+        first.column_names.index("requested_at"), "requested_at",
+        pa.array([t * 1000 for t in first.column("requested_at").to_pylist()], pa.timestamp("us")),
+    )  # fmt: skip
+    labels = tmp_path / "labels.parquet"
+    pq.write_table(stamped.select(["requested_at", "pickup_zone"]), labels)
+    out2 = tmp_path / "t2.parquet"
+    again = runner.invoke(app, ["training-set", "--labels", str(labels), "-d", str(defs), "--out", str(out2),
+                                "--features", f"{demand}:requests_10m", "--workers", "1"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    feature = f"{demand}__requests_10m"
+    assert pq.read_table(out2).column(feature).to_pylist() == first.column(feature).to_pylist()

@@ -1,12 +1,13 @@
-"""Pausing CPython's cyclic garbage collector around bulk work (backfills, training-set joins)."""
+"""Bulk work's resources: pausing CPython's cyclic GC around it, and its peak memory."""
 
 from __future__ import annotations
 
 import gc
+import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["gc_paused"]
+__all__ = ["gc_paused", "peak_rss_mb"]
 
 
 @contextmanager
@@ -26,3 +27,9 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident memory in MB of this process (or, with `resource.RUSAGE_CHILDREN`, of its
+    largest finished child, e.g. a training-set worker)."""
+    return round(resource.getrusage(who).ru_maxrss / 1024, 1)
