@@ -1,7 +1,11 @@
 """The dead-letter convention: what fails goes to `<prefix>.dlq.<source-topic>` with the reason.
 
-The DLQ record's key is the original key, its value a `DeadLetter` event carrying the original bytes
-(base64; truncated for oversized inputs), the error, and the source topic/partition/offset.
+The DLQ record's Kafka key is the original record's key (not a field of the dead letter), its value
+a `DeadLetter` event carrying the original bytes (base64; truncated for oversized inputs), the
+error, the source topic/partition/offset, and, when a feature group rejected it, the group and the
+step that failed. Dead letters are written at least once (a processor that crashes before its
+commit rejects the same records again): (source_topic, source_partition, source_offset, group)
+identifies one rejection.
 """
 
 from __future__ import annotations
@@ -63,8 +67,15 @@ class DeadLetterWriter:
         partition: int | None = None,
         offset: int | None = None,
         expected_type: str | None = None,
+        group: str | None = None,
+        step: str | None = None,
     ) -> DeadLetter:
-        """Queue one dead letter; returns it."""
+        """Queue one dead letter; returns it.
+
+        `reason` is one of `DEAD_LETTER_REASONS`; `group` the feature group ref that rejected the
+        record (e.g. "zone_demand:v1"), `step` where it failed ("route", "decode", "filter/key",
+        "aggregate", "produce feature update", ...).
+        """
         topic = self._ensure(source_topic)
         truncated = len(value) > MAX_ORIGINAL_BYTES
         letter = DeadLetter(
@@ -75,7 +86,9 @@ class DeadLetterWriter:
             reason=reason,  # type: ignore[arg-type]  # validated by the model
             error=error[:20_000],
             expected_type=expected_type,
-            original_key_b64=base64.b64encode(key).decode() if key is not None else None,
+            group=group,
+            step=step,
+            original_key_b64=base64.b64encode(key[:MAX_ORIGINAL_BYTES]).decode() if key is not None else None,
             original_value_b64=base64.b64encode(value[:MAX_ORIGINAL_BYTES]).decode(),
             original_size=len(value),
             truncated=truncated,

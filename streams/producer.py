@@ -1,19 +1,27 @@
-"""An idempotent Kafka producer for events: `acks=all`, delivery errors surfaced, flushed on exit."""
+"""An idempotent Kafka producer for events: `acks=all`, delivery errors surfaced, flushed on exit.
+
+A broker refuses a whole record batch when one record is bad (a timestamp too far ahead:
+`INVALID_TIMESTAMP`), so good records of the same batch fail with it. With `collect_failures=True`
+failed deliveries are kept as `FailedRecord`s instead of raised, and `resend_alone` gives each one
+a second chance in a batch of its own.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, Message, Producer
 
 from streams.events.base import Event
 from streams.exceptions import ProduceError
 from streams.settings import KafkaSettings
 
-__all__ = ["EventProducer", "event_headers"]
+__all__ = ["EventProducer", "FailedRecord", "event_headers"]
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +38,46 @@ def event_headers(cls: type[Event]) -> Headers:
     return headers
 
 
+@dataclass(frozen=True)
+class FailedRecord:
+    """A record the broker did not accept, with everything needed to send it again.
+
+    `context` is what the sender passed with it (e.g. an input line number); `partition` is where
+    it was to go (None if it never got one).
+    """
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes | None]] | None
+    timestamp_ms: int | None
+    error: str
+    partition: int | None = None
+    context: object = None
+
+
+def _failed(err: KafkaError, msg: Message, context: object) -> FailedRecord:
+    ts_type, ts = msg.timestamp()
+    partition = msg.partition()
+    return FailedRecord(
+        topic=msg.topic() or "",
+        key=msg.key(),
+        value=msg.value() or b"",
+        headers=cast(list[tuple[str, bytes | None]], msg.headers()) or None,  # a list, on a produced record
+        timestamp_ms=None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
+        error=err.str(),
+        partition=partition if partition is not None and partition >= 0 else None,
+        context=context,
+    )
+
+
 class EventProducer:
     """Produce events (or already-validated raw bytes) to Kafka.
 
     Idempotent (`enable.idempotence`, `acks=all`): a retried send never duplicates a record.
-    Delivery failures are counted and raised by `flush()`, so nothing is lost silently.
-    Use as a context manager to flush on exit::
+    Delivery failures are counted and raised by `flush()`, so nothing is lost silently; with
+    `collect_failures=True` they are kept instead (`take_failures()`, `resend_alone()`) and
+    `flush()` raises only for records still queued. Use as a context manager to flush on exit::
 
         with EventProducer(KafkaSettings()) as producer:
             producer.send("rides.trips", event)
@@ -47,8 +89,11 @@ class EventProducer:
         *,
         linger_ms: int | None = None,
         config: dict[str, Any] | None = None,
+        collect_failures: bool = False,
     ) -> None:
         self.settings = settings or KafkaSettings()
+        self.collect_failures = collect_failures
+        self._failures: list[FailedRecord] = []
         conf: dict[str, Any] = {
             **self.settings.client_config(),
             "enable.idempotence": True,
@@ -64,21 +109,73 @@ class EventProducer:
         self._producer = Producer(conf)
         self.queued = 0
         self.failed = 0
+        self._unhandled = 0  # failures not collected: `flush()` raises for them
         self._first_errors: list[str] = []
 
     # -- delivery reports -------------------------------------------------------------------------
     @property
     def delivered(self) -> int:
-        """Records acknowledged so far (exact after `flush()`)."""
+        """Records acknowledged so far (exact after `flush()`; `failed` counts failed attempts)."""
         return self.queued - self.failed - len(self._producer)
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        self._on_delivery_of(None, err, msg)
+
+    def _on_delivery_of(self, context: object, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             return
         self.failed += 1
+        if self.collect_failures:
+            self._failures.append(_failed(err, msg, context))
+            log.debug("delivery to %s failed (collected): %s", msg.topic(), err.str())
+            return
+        self._unhandled += 1
         if len(self._first_errors) < 5:
             self._first_errors.append(f"{msg.topic()}: {err.str()}")
         log.error("delivery to %s failed: %s", msg.topic(), err.str())
+
+    def take_failures(self) -> list[FailedRecord]:
+        """The failed deliveries collected so far (`collect_failures=True`), forgetting them."""
+        taken, self._failures = self._failures, []
+        return taken
+
+    def resend_alone(self, records: Iterable[FailedRecord], timeout: float = 30.0) -> list[FailedRecord]:
+        """Send each record again in a batch of its own; returns those the broker refused again.
+
+        Records go out one per partition at a time (a batch holds one partition's records), each
+        round flushed, so a good record that failed beside a bad one is judged on its own. Needs
+        `collect_failures=True`. Records still queued after `timeout` raise `ProduceError`.
+        """
+        if not self.collect_failures:
+            msg = "resend_alone: expected a producer made with collect_failures=True"
+            raise ValueError(msg)
+        self.flush(timeout)  # nothing else in flight: a resent record shares no batch
+        # Failures of other sends stay for the caller's next `take_failures()`.
+        others = self.take_failures()
+        pending: dict[int | None, list[FailedRecord]] = {}
+        for r in records:
+            pending.setdefault(r.partition, []).append(r)
+        while pending:
+            for partition in list(pending):
+                queue = pending[partition]
+                r = queue.pop(0)
+                if not queue:
+                    del pending[partition]
+                self.send_raw(
+                    r.topic,
+                    r.value,
+                    key=r.key,
+                    headers=r.headers,
+                    timestamp_ms=r.timestamp_ms,
+                    partition=partition,
+                    context=r.context,
+                )
+                if partition is None:  # unknown partition: alone means alone in the whole producer
+                    self.flush(timeout)
+            self.flush(timeout)
+        again = self.take_failures()
+        self._failures = others
+        return again
 
     # -- sending ------------------------------------------------------------------------------------
     def send_raw(
@@ -87,13 +184,22 @@ class EventProducer:
         value: bytes,
         *,
         key: bytes | str | None = None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
+        headers: Sequence[tuple[str, bytes | None]] | None = None,
         timestamp_ms: int | None = None,
+        partition: int | None = None,
+        context: object = None,
     ) -> None:
-        """Queue one record; blocks briefly (serving delivery reports) when the local queue is full."""
-        kwargs: dict[str, Any] = {"key": key, "headers": headers, "on_delivery": self._on_delivery}
+        """Queue one record; blocks briefly (serving delivery reports) when the local queue is full.
+
+        `context` travels with the record into its `FailedRecord` if delivery fails (e.g. the input
+        line number); it costs a small object per record, so pass it only when wanted.
+        """
+        on_delivery = self._on_delivery if context is None else partial(self._on_delivery_of, context)
+        kwargs: dict[str, Any] = {"key": key, "headers": headers, "on_delivery": on_delivery}
         if timestamp_ms is not None:
             kwargs["timestamp"] = timestamp_ms
+        if partition is not None:
+            kwargs["partition"] = partition
         while True:
             try:
                 self._producer.produce(topic, value, **kwargs)
@@ -127,13 +233,17 @@ class EventProducer:
         return self._producer.poll(timeout)
 
     def flush(self, timeout: float = 30.0) -> None:
-        """Wait for every queued record; raise `ProduceError` if any failed or is still queued."""
+        """Wait for every queued record; raise `ProduceError` if any failed or is still queued.
+
+        Failures that arrived while `collect_failures` was on are left to `take_failures()` and
+        do not raise.
+        """
         remaining = self._producer.flush(timeout)
-        if remaining or self.failed:
+        if remaining or self._unhandled:
             errors = list(self._first_errors)
             if remaining:
                 errors.append(f"{remaining} record(s) still queued after {timeout:.0f}s")
-            raise ProduceError(self.failed + remaining, errors)
+            raise ProduceError(self._unhandled + remaining, errors)
 
     def __enter__(self) -> EventProducer:
         return self

@@ -24,6 +24,12 @@ class KafkaSettings(BaseSettings):
     client_id: str = "affresco"
     topic_prefix: str = Field("affresco", description="Prefix of affresco's own topics (features, models, dlq...).")
     max_message_bytes: int = Field(1_000_000, gt=0, description="Largest event value accepted; larger go to the DLQ.")
+    max_future_ms: int = Field(
+        3_600_000,
+        ge=0,
+        description="Events whose event_time is further ahead of the wall clock are rejected (future_event); "
+        "the default is the broker's log.message.timestamp.after.max.ms, beyond which it refuses the record.",
+    )
     linger_ms: int = Field(5, ge=0)
     compression: str = "lz4"
 

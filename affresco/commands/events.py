@@ -43,7 +43,7 @@ def produce(
         "--type",
         "-t",
         help="Validate each line as this event type (e.g. trip_requested), or 'auto' to use each line's "
-        "event_type field. Rejected lines go to the DLQ.",
+        "event_type field (exact names only). Rejected lines go to the DLQ, also those the broker refuses.",
     ),
     file: Path | None = typer.Option(None, "--file", "-f", help="JSON-lines file; stdin when omitted or '-'."),
     key_field: str | None = typer.Option(None, "--key-field", help="Without --type: the field used as the key."),
@@ -58,14 +58,15 @@ def produce(
             cls = None if event_type == "auto" else event_class(event_type)
         except UnknownEventTypeError as exc:
             raise typer.BadParameter(str(exc), param_hint="--type") from None
-        decoder = EventDecoder(cls, max_bytes=settings.max_message_bytes)
+        decoder = EventDecoder(cls, max_bytes=settings.max_message_bytes, max_future_ms=settings.max_future_ms)
     if file is not None and str(file) != "-" and not file.is_file():
         msg = f"no such file: {file}"
         raise typer.BadParameter(msg, param_hint="--file")
     try:
         admin = TopicAdmin(settings)
         admin.ensure([_default_spec(topic)])
-        with EventProducer(settings) as producer:
+        # Delivery failures are collected: ingest_lines resends them alone, then dead-letters them.
+        with EventProducer(settings, collect_failures=True) as producer:
             dlq = DeadLetterWriter(producer, admin)
             if file is None or str(file) == "-":
                 report = ingest_lines(
@@ -94,6 +95,8 @@ def produce(
         "by_type": dict(report.by_type),
         "dlq_topic": dlq.topics.dlq(topic) if report.dead_lettered else None,
     }
+    if report.undelivered or report.errors:
+        summary |= {"undelivered": report.undelivered, "errors": report.errors[:10]}
     if as_json:
         typer.echo(json.dumps(summary))
     else:
@@ -105,6 +108,11 @@ def produce(
         )
     if not report.balanced:  # cannot happen unless ingest_lines has a bug; never hide it
         fail(f"line accounting does not balance: {summary}")
+    if report.errors:
+        fail(
+            f"{len(report.errors)} record(s) were refused by the broker even when sent alone, "
+            f"{report.undelivered} line(s) reached neither {topic} nor its DLQ; first: {'; '.join(report.errors[:3])}"
+        )
     if report.dead_lettered:
         raise typer.Exit(1)
 

@@ -8,7 +8,7 @@ ETA ground truth (see `streams.sim.eta`).
 """
 
 from streams.sim.eta import ETA_NOISE_SIGMA, ground_truth_eta_s, oracle_eta_s
-from streams.sim.generator import SimConfig, Simulator, simulate
+from streams.sim.generator import LAST_START_MS, SimConfig, SimulationEndError, Simulator, simulate
 from streams.sim.profiles import LocalTime, local_time
 from streams.sim.topics import DRIVER_PINGS_TOPIC, TRIPS_TOPIC, domain_topic_specs, topic_for
 from streams.sim.world import City, Country, FareTable, World, Zone, default_world
@@ -16,12 +16,14 @@ from streams.sim.world import City, Country, FareTable, World, Zone, default_wor
 __all__ = [
     "DRIVER_PINGS_TOPIC",
     "ETA_NOISE_SIGMA",
+    "LAST_START_MS",
     "TRIPS_TOPIC",
     "City",
     "Country",
     "FareTable",
     "LocalTime",
     "SimConfig",
+    "SimulationEndError",
     "Simulator",
     "World",
     "Zone",

@@ -29,16 +29,25 @@ from itertools import accumulate, islice
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from streams.events.base import Event
+from streams.events.base import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event
 from streams.events.domain import DriverPing, TripRequested
 from streams.sim.fleet import AVAILABLE, OFFLINE, STATUS_NAMES, Fleet
 from streams.sim.profiles import HOUR_MS, LocalTime, demand_factor, local_time, supply_factor
 from streams.sim.trips import SurgeMeter, TripEnd, trip_outcome
 from streams.sim.world import World, default_world
 
-__all__ = ["SimConfig", "Simulator", "simulate"]
+__all__ = ["LAST_START_MS", "SimConfig", "SimulationEndError", "Simulator", "simulate"]
 
 ROAD_FACTOR = 1.3  # roads are longer than the straight line between zone centres
+_DAY_MS = 86_400_000
+# Every event must be a valid one: simulated time stays two days short of the last valid event
+# time (a trip ends at most a day after its request), and a run starts at least a year earlier.
+LAST_SIMULATED_MS = MAX_EVENT_TIME_MS - 2 * _DAY_MS
+LAST_START_MS = MAX_EVENT_TIME_MS - 366 * _DAY_MS
+
+
+class SimulationEndError(RuntimeError):
+    """The simulation ran to the end of valid event times (2100-01-01)."""
 
 
 class SimConfig(BaseModel):
@@ -99,6 +108,12 @@ class Simulator:
         self.world = world or default_world()
         self.config = config or SimConfig()
         self.start_ms = int(time.time() * 1000) if start_ms is None else start_ms
+        if not MIN_EVENT_TIME_MS <= self.start_ms <= LAST_START_MS:
+            msg = (
+                f"Simulator: expected start_ms from {MIN_EVENT_TIME_MS} (2000-01-01) to {LAST_START_MS} "
+                f"(a year before 2100-01-01, the end of valid event times), got {self.start_ms}"
+            )
+            raise ValueError(msg)
         self.rng = random.Random(seed)
         self.fleet = Fleet(self.world)
         self._ping_ms = self.config.ping_interval_s * 1000.0
@@ -170,6 +185,10 @@ class Simulator:
         heap = self._heap
         while True:
             at, _, item = heapq.heappop(heap)
+            if at > LAST_SIMULATED_MS:
+                # Trips end up to a day after their request: stop while every event is still valid.
+                msg = f"Simulator: simulated time reached {at} ms, past the last simulated time {LAST_SIMULATED_MS}"
+                raise SimulationEndError(msg)
             if isinstance(item, _DriverTick):
                 ping = self._tick(at, item)
                 if ping is not None:

@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from streams.events.domain import TripCancelled, TripCompleted, TripRequested
+from streams.events.domain import MAX_ETA_S, MIN_ETA_S, TripCancelled, TripCompleted, TripRequested
 from streams.sim.eta import ground_truth_eta_s
 from streams.sim.fleet import Fleet
 from streams.sim.profiles import LocalTime
@@ -20,6 +20,8 @@ SURGE_TAU_MS = 10 * 60_000  # zone demand is an exponentially decayed count over
 SURGE_THRESHOLD = 2.0  # recent requests per free driver before prices rise
 SURGE_SLOPE = 0.25  # surge added per request per free driver above the threshold
 DRIVER_CANCEL_P = 0.025
+MIN_ETA_MS = round(MIN_ETA_S * 1000)
+MAX_ETA_MS = round(MAX_ETA_S * 1000)
 
 CancelledBy = Literal["rider", "driver", "system"]
 
@@ -87,7 +89,8 @@ def trip_outcome(
     eta = ground_truth_eta_s(
         request.distance_km, city=city, pickup_zone=pickup, local=local, surge=surge, noise_z=rng.gauss(0.0, 1.0)
     )
-    eta_ms = max(1, round(eta * 1000.0))  # the label is exact to the ms: eta_s * 1000 == delta t
+    # The label is exact to the ms (eta_s * 1000 == delta t), within the schema's 1 s to a day.
+    eta_ms = min(max(MIN_ETA_MS, round(eta * 1000.0)), MAX_ETA_MS)
     done = TripCompleted(
         event_time=at + eta_ms,
         trip_id=request.trip_id,

@@ -22,13 +22,14 @@ from typer.testing import CliRunner
 
 from affresco.commands import simulate as simulate_cmd
 from streams.admin import TopicSpec
-from streams.events.base import Event
+from streams.events.base import MIN_EVENT_TIME_MS, Event
 from streams.events.domain import DriverPing, TripCancelled, TripCompleted, TripRequested
 from streams.events.registry import any_event_adapter
 from streams.exceptions import ProduceError
 from streams.settings import KafkaSettings
 from streams.sim import (
     DRIVER_PINGS_TOPIC,
+    LAST_START_MS,
     TRIPS_TOPIC,
     LocalTime,
     SimConfig,
@@ -88,6 +89,16 @@ def test_different_seed_gives_different_events() -> None:
 @pytest.mark.parametrize("n", [0, 1, 17, 5_000])
 def test_exactly_n_events(n: int) -> None:
     assert sum(1 for _ in simulate(n, seed=3, start_ms=START)) == n
+
+
+def test_a_start_outside_valid_event_times_is_refused() -> None:
+    # Every simulated event must be valid: event times lie in [2000-01-01, 2100-01-01).
+    with pytest.raises(ValueError, match=r"expected start_ms from 946684800000 .* got 0"):
+        Simulator(seed=1, start_ms=0)
+    with pytest.raises(ValueError, match="got 4102444800000"):
+        Simulator(seed=1, start_ms=4_102_444_800_000)
+    last = list(simulate(200, seed=1, start_ms=LAST_START_MS))
+    assert all(any_event_adapter.validate_json(e.model_dump_json()) == e for e in last)
 
 
 def test_negative_count_is_refused() -> None:
@@ -302,7 +313,7 @@ def test_local_time_matches_datetime(ms: int, offset: int) -> None:
 def test_topics() -> None:
     event = next(e for e in simulate(50, seed=1, start_ms=START) if isinstance(e, TripRequested))
     assert topic_for(event) == TRIPS_TOPIC == "rides.trips"
-    ping = DriverPing(event_time=0, driver_id="d-00001", country="US", city="sfo", zone="sfo-01", status="offline")
+    ping = DriverPing(event_time=START, driver_id="d-00001", country="US", city="sfo", zone="sfo-01", status="offline")
     assert topic_for(ping) == DRIVER_PINGS_TOPIC == "rides.driver_pings"
     specs = domain_topic_specs(partitions=6)
     assert {s.name for s in specs} == {TRIPS_TOPIC, DRIVER_PINGS_TOPIC}
@@ -325,7 +336,7 @@ def test_world_lookups() -> None:
 @given(
     seed=st.integers(0, 2**32),
     n=st.integers(0, 400),
-    start=st.integers(0, 4_102_444_800_000),
+    start=st.integers(MIN_EVENT_TIME_MS, LAST_START_MS),
     scale=st.sampled_from([0.05, 1.0, 20.0]),
 )
 def test_any_run_is_exact_sorted_and_consistent(seed: int, n: int, start: int, scale: float) -> None:
@@ -412,7 +423,7 @@ def test_cli_rejects_a_missing_directory(tmp_path: Path) -> None:
 
 def test_cli_paces_to_the_rate() -> None:
     began = time.monotonic()
-    result = runner.invoke(_app(), ["simulate", "-n", "30", "--rate", "100", "--start", "0", "--out", "-"])
+    result = runner.invoke(_app(), ["simulate", "-n", "30", "--rate", "100", "--start", str(START), "--out", "-"])
     assert result.exit_code == 0, result.output
     assert time.monotonic() - began >= 0.28  # 30 events at 100/s: the last one leaves after 0.3 s
 
@@ -482,7 +493,7 @@ def test_cli_produces_every_event_to_its_topic(fake_kafka: type[_FakeProducer]) 
 
 def test_cli_exits_1_when_records_are_not_delivered(fake_kafka: type[_FakeProducer]) -> None:
     fake_kafka.fail_on_flush = True
-    result = runner.invoke(_app(), ["simulate", "-n", "50", "--start", "0"])
+    result = runner.invoke(_app(), ["simulate", "-n", "50", "--start", str(START)])
     assert result.exit_code == 1
     assert "3 record(s) were not delivered" in _said(result.stderr) and "after queueing 50 events" in _said(
         result.stderr
