@@ -2,8 +2,8 @@
 
 "As of t" is the definition in processors/README.md: built only from events with event_time ≤ t,
 windows slid to t, values older than the group's TTL missing (null) — what an online read at
-instant t returns. Events pass the group's filter and key exactly as in `GroupEngine` (its
-`keyed` and `feature_values`); the values come from the batch as-of kernel
+instant t returns. Events are accepted exactly as by the stream (`GroupEngine.evaluate`: filter,
+key, lateness, expressions); the values come from the batch as-of kernel
 (`processors.kernels.asof`), which answers every label at once from the events sorted by
 (entity, time), so no event after a label's time can reach its row.
 """
@@ -79,7 +79,9 @@ class _Job:
         request = self.requests[index]
         group, times = request.group, self.times
         engine = GroupEngine(group)
-        keyed = engine.keyed(self.events.get(group.ref, ()))
+        # Exactly the events the stream accepts: filter, key, lateness and expressions, as `apply` judges them.
+        judged = engine.evaluate(self.events.get(group.ref, ()))
+        keyed = judged.batch
         entities = pa.array(keyed.entities, type=pa.string()).dictionary_encode()
         line = Timeline.of(entities.indices.to_numpy(zero_copy_only=False).astype(np.int64), engine.times(keyed))
         queries = AsOf(line, _codes(self.labels.column(request.entity_column), entities.dictionary), times)
@@ -89,7 +91,7 @@ class _Job:
         out = []
         for name in request.features:
             feature = features[name]
-            values = engine.feature_values(feature, keyed)
+            values = judged.values[name]
             if feature.window is None:
                 assert values is not None  # row-level features always have an expression
                 column = queries.latest(values)

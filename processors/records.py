@@ -1,35 +1,39 @@
-"""What an `EntityUpdate` becomes downstream: an online record and a `FeatureUpdate` event.
+"""What the engine's output becomes downstream: online records, `FeatureUpdate` events, history rows.
 
-Shared by the stream processor's sink, backfill's `--load-online` and the benchmarks, so every
-writer stores an update the same way.
+Shared by the stream processor's sink, backfill and the benchmarks, so every writer stores an
+update the same way.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from processors.definitions import FeatureGroup
-from processors.engine import EntityUpdate
+from processors.engine import EntityUpdate, HistoryRow
 from state.online import OnlineRecord
-from state.online.base import MAX_REVISION
 from streams.events.platform import FeatureUpdate
 
-__all__ = ["feature_update_event", "mirror_row", "online_record"]
+__all__ = ["Writer", "feature_update_event", "history_row", "online_record"]
+
+#: Which job wrote a history row (the `written_by` column of the offline datasets).
+Writer = Literal["stream", "backfill"]
 
 
 def online_record(group: FeatureGroup, update: EntityUpdate) -> OnlineRecord:
     """The online record of an update, stored under the group version's ref.
 
-    Two versions of a group never overwrite each other. The store orders versions by
-    (event_time, revision ≤ 999); past 999 events of one entity the revision saturates and equal
-    versions are simply rewritten (the newest write wins).
+    Two versions of a group never overwrite each other; the store orders an entity's records by
+    (event_time, revision), so a replay never regresses a value.
     """
-    revision = min(update.revision, MAX_REVISION)
-    return OnlineRecord(group.ref, update.entity, update.event_time, update.values, update.state, revision)
+    return OnlineRecord(group.ref, update.entity, update.event_time, update.values, update.state, update.revision)
 
 
 def feature_update_event(group: FeatureGroup, update: EntityUpdate) -> FeatureUpdate:
-    """The `FeatureUpdate` event of an update (its revision travels in a header)."""
+    """The `FeatureUpdate` event of an update (its revision also travels in a header).
+
+    `source_offsets` identifies the content: (group, version, entity_key, source_offsets) is the
+    dedupe key of the feature-update topic, whose output is at-least-once after a crash.
+    """
     return FeatureUpdate(
         event_time=update.event_time,
         group=group.name,
@@ -39,16 +43,16 @@ def feature_update_event(group: FeatureGroup, update: EntityUpdate) -> FeatureUp
         source_topic=group.topic,
         source_partition=update.partition,
         source_offset=update.offset,
+        source_offsets={str(p): o for p, o in sorted(update.frontier.items())},
     )
 
 
-def mirror_row(update: EntityUpdate) -> dict[str, Any]:
-    """The offline (Parquet) row of an update: key, event time, revision, values, Kafka position."""
+def history_row(row: HistoryRow, written_by: Writer) -> dict[str, Any]:
+    """The offline (Parquet) row of a history row: key, event time, revision, values, writer."""
     return {
-        "entity_key": update.entity,
-        "event_time": update.event_time,
-        "revision": update.revision,
-        **update.values,
-        "kafka_partition": update.partition,
-        "kafka_offset": update.offset,
+        "entity_key": row.entity,
+        "event_time": row.event_time,
+        "revision": row.revision,
+        **row.values,
+        "written_by": written_by,
     }

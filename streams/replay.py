@@ -19,7 +19,7 @@ from streams.admin import watermarks
 from streams.exceptions import ReplayError
 from streams.settings import KafkaSettings
 
-__all__ = ["PartitionRange", "ReplayRange", "plan_replay", "replay"]
+__all__ = ["PartitionRange", "ReplayRange", "plan_replay", "read_ranges", "replay"]
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,26 @@ def replay(
     sends nothing for `idle_timeout_s` while records are still expected.
     """
     settings = settings or KafkaSettings()
-    plan = [r for r in plan_replay(topic, rng, settings) if r.size > 0]
+    yield from read_ranges(
+        topic, plan_replay(topic, rng, settings), settings, batch_size=batch_size, idle_timeout_s=idle_timeout_s
+    )
+
+
+def read_ranges(
+    topic: str,
+    ranges: list[PartitionRange],
+    settings: KafkaSettings | None = None,
+    *,
+    batch_size: int = 10_000,
+    idle_timeout_s: float = 30.0,
+) -> Iterator[list[Message]]:
+    """Yield batches of the records of `topic` in per-partition offset `ranges`, in offset order per partition.
+
+    What `replay` reads once it has planned its range; callers with their own plan (e.g. chunks cut
+    at a common event time across partitions) read it here.
+    """
+    settings = settings or KafkaSettings()
+    plan = [r for r in ranges if r.size > 0]
     if not plan:
         return
     ends = {r.partition: r.end for r in plan}

@@ -57,6 +57,12 @@ def run(
         5.0, "--epoch", min=0.1, help="Seconds between state snapshots (and Parquet flushes); outputs never wait."
     ),
     no_mirror: bool = typer.Option(False, "--no-mirror", help="Do not write the Parquet mirror and archive."),
+    topic_prefix: str | None = typer.Option(
+        None,
+        "--topic-prefix",
+        envvar="AFFRESCO_KAFKA_TOPIC_PREFIX",
+        help="Prefix of the output topics (<prefix>.features.<group>, <prefix>.dlq.<topic>): give a run its own.",
+    ),
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:
     """Consume the sources, update the online store, emit FeatureUpdate events, mirror to Parquet.
@@ -72,6 +78,8 @@ def run(
         raise typer.BadParameter(msg, param_hint="--store")
     settings = PlatformSettings()
     kafka = kafka_settings(bootstrap_servers)
+    if topic_prefix is not None:
+        kafka = kafka.model_copy(update={"topic_prefix": topic_prefix})
     try:
         resolved = resolve_groups(groups, definitions, bootstrap_servers)
     except (ProcessorsError, StreamsError) as exc:
@@ -92,11 +100,5 @@ def run(
     console.print(f"processing {', '.join(g.ref for g in resolved)} ({'until idle' if until_idle else 'following'})")
     started = time.monotonic()
     counters = run_processor(resolved, output, options)
-    summary = {
-        "groups": [g.ref for g in resolved],
-        "updates": counters.updates,
-        "dead_letters": dict(counters.dead_letters),
-        "archived": counters.archived,
-        "seconds": round(time.monotonic() - started, 2),
-    }
+    summary = {**counters.summary(), "seconds": round(time.monotonic() - started, 2)}
     typer.echo(json.dumps(summary))

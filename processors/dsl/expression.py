@@ -22,6 +22,7 @@ from processors.dsl.exceptions import DslError, DslEvaluationError, DslProblem
 from processors.dsl.nodes import Node
 from processors.dsl.parser import parse
 from processors.dsl.types import ANY, FieldType, Kind, Schema
+from processors.numeric import bounded_number
 
 __all__ = ["CompiledExpression", "Expect", "check_expression", "compile_expression"]
 
@@ -116,14 +117,36 @@ def compile_expression(text: str, schema: Schema | None = None, *, expect: Expec
         raise DslError(text, outcome.problems)
     types = outcome.checked.types
     fields = frozenset(outcome.checked.fields)
+    row_fn, column_fn = compile_row(outcome.node, types), compile_columns(outcome.node, types)
+    if outcome.checked.result.kind in _NUMERIC_RESULTS:
+        row_fn, column_fn = _bounded_row(row_fn), _bounded_columns(column_fn)
     return CompiledExpression(
         text=text,
         fields=fields,
         result_type=outcome.checked.result,
         field_types={name: schema[name] if schema is not None else ANY for name in sorted(fields)},
-        row_fn=compile_row(outcome.node, types),
-        column_fn=compile_columns(outcome.node, types),
+        row_fn=row_fn,
+        column_fn=column_fn,
     )
+
+
+# Results that may be numbers: the rule of processors/numeric.py applies (non-finite or beyond
+# ±2**53 is null), so an overflow such as `eta_s / distance_km` = inf is null like `x / 0`.
+_NUMERIC_RESULTS = frozenset({Kind.INT, Kind.FLOAT, Kind.ANY})
+
+
+def _bounded_row(fn: RowFn) -> RowFn:
+    def run(row: Mapping[str, Any]) -> Any:
+        return bounded_number(fn(row))
+
+    return run
+
+
+def _bounded_columns(fn: ColumnFn) -> ColumnFn:
+    def run(columns: Columns, n: int) -> list[Any]:
+        return list(map(bounded_number, fn(columns, n)))
+
+    return run
 
 
 @dataclass(frozen=True, slots=True)

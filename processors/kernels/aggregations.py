@@ -12,7 +12,8 @@ A partial is a small JSON-friendly value (so window state can be stored as bytes
 | approx_distinct | {register: rank} (HLL)  | 0            |
 
 Null values are skipped by every aggregation (`count` with an expression counts non-null values;
-`count` without one counts events).
+`count` without one counts events). Numeric aggregations (sum, mean, min, max) see every value
+through `numeric_value`: a value that is not finite or beyond ±2**53 is null (processors/numeric.py).
 
 Every partial merges exactly and in any order, so a value never depends on how a stream was cut
 into batches, on partition interleaving, or on a crash and restart:
@@ -29,8 +30,19 @@ from typing import Any
 import numpy as np
 
 from processors.kernels.hll import hll_estimate, hll_merge
+from processors.numeric import bounded_number
 
-__all__ = ["SCALE", "Agg", "finish", "last_wins", "merge_partial", "micro_units", "tie_key", "to_micro"]
+__all__ = [
+    "SCALE",
+    "Agg",
+    "finish",
+    "last_wins",
+    "merge_partial",
+    "micro_units",
+    "numeric_value",
+    "tie_key",
+    "to_micro",
+]
 
 SCALE = 1_000_000
 
@@ -49,6 +61,11 @@ def micro_units(values: np.ndarray) -> np.ndarray:
     if micro.size and float(np.abs(micro).max()) >= _EXACT_LIMIT:
         return np.array([to_micro(v) for v in values.tolist()], dtype=object)
     return micro.astype(np.int64)
+
+
+def numeric_value(value: Any) -> Any:
+    """A value as a numeric aggregation sees it: null when not finite or beyond ±2**53 (processors/numeric.py)."""
+    return bounded_number(value)
 
 
 def tie_key(value: Any) -> tuple[str, Any]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from processors.kernels.aggregations import SCALE, Agg, micro_units, tie_key
+from processors.kernels.aggregations import SCALE, Agg, micro_units, numeric_value, tie_key
 from processors.kernels.hll import (
     HLL_REGISTERS,
     hll_add,
@@ -146,6 +146,8 @@ class AsOf:
         agg = spec.agg
         if values is None:  # count of events
             return Column(hi - lo, everywhere)
+        if agg.numeric:
+            values = [numeric_value(v) for v in values]
         # Nulls are skipped by every aggregation: work on the subsequence of non-null values.
         in_order = np.asarray(values, dtype=object)[self.line.order] if len(values) else np.empty(0, dtype=object)
         present = in_order != None  # noqa: E711 (element-wise comparison with None)

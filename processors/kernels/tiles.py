@@ -16,14 +16,25 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from processors.kernels.aggregations import Agg, finish, last_wins, merge_partial, micro_units
+from processors.kernels.aggregations import Agg, finish, last_wins, merge_partial, micro_units, numeric_value
 from processors.kernels.hll import hll_add, hll_hash
 
-__all__ = ["TileMap", "WindowSpec", "fold_batch", "hop_for", "value_as_of", "window_start"]
+__all__ = [
+    "Segment",
+    "TileMap",
+    "WindowSpec",
+    "batch_partials",
+    "fold_batch",
+    "hop_for",
+    "merge_segments",
+    "value_as_of",
+    "window_start",
+]
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
+_INT64 = 2**63
 
 TileMap = dict[int, Any]  # tile index -> partial
 
@@ -64,7 +75,10 @@ def value_as_of(spec: WindowSpec, tiles: TileMap, t: int) -> Any:
     """The feature value as of `t`, from tiles holding only events ≤ `t` in the tile of `t`."""
     last = t // spec.hop_ms
     first = last - spec.tiles + 1
-    inside = [p for k, p in tiles.items() if first <= k <= last]
+    if len(tiles) > spec.tiles:  # more tiles kept than the window holds: look up the window's only
+        inside = [p for p in map(tiles.get, range(first, last + 1)) if p is not None]
+    else:
+        inside = [p for k, p in tiles.items() if first <= k <= last]
     if not inside:
         return finish(spec.agg, None)
     agg = spec.agg
@@ -84,6 +98,10 @@ def value_as_of(spec: WindowSpec, tiles: TileMap, t: int) -> Any:
     return finish(agg, merged)
 
 
+#: One new partial of a batch: (entity code, tile index, partial).
+Segment = tuple[int, int, Any]
+
+
 def fold_batch(
     spec: WindowSpec,
     states: Sequence[TileMap],
@@ -95,20 +113,41 @@ def fold_batch(
 
     `values` holds the aggregated value of each event (None = null, skipped); it is ignored for
     `count` without an expression (pass None). Events are merged in the order given, which only
-    matters for ties of `last`.
+    matters for ties of `last`. Equivalent to `merge_segments(spec, states, batch_partials(...))`.
+    """
+    merge_segments(spec, states, batch_partials(spec, codes, times, values))
+
+
+def merge_segments(spec: WindowSpec, states: Sequence[TileMap], segments: Sequence[Segment]) -> None:
+    """Merge the partials of `batch_partials` into the tile maps (mutates `states`)."""
+    agg = spec.agg
+    for code, tile, partial in segments:
+        tmap = states[code]
+        tmap[tile] = merge_partial(agg, tmap.get(tile), partial)
+
+
+def batch_partials(
+    spec: WindowSpec, codes: np.ndarray, times: np.ndarray, values: Sequence[Any] | np.ndarray | None
+) -> list[Segment]:
+    """The partial of every (entity, tile) a batch touches, without touching any state.
+
+    Numeric aggregations skip values that `numeric_value` turns into null (see its rule).
     """
     n = len(codes)
     if n == 0:
-        return
+        return []
     agg = spec.agg
     tiles = times // spec.hop_ms
-    if values is not None:
+    if values is None:
+        keep = np.ones(n, dtype=bool)
+    elif agg.numeric:
+        values = [numeric_value(v) for v in values]
         keep = np.fromiter((v is not None for v in values), dtype=bool, count=n)
     else:
-        keep = np.ones(n, dtype=bool)
+        keep = np.fromiter((v is not None for v in values), dtype=bool, count=n)
     idx = np.flatnonzero(keep)
     if idx.size == 0:
-        return
+        return []
     order = idx[np.lexsort((idx, times[idx], tiles[idx], codes[idx]))]
     c, k = codes[order], tiles[order]
     boundary = np.empty(order.size, dtype=bool)
@@ -125,10 +164,11 @@ def fold_batch(
         vals = np.asarray([values[i] for i in order.tolist()], dtype=np.float64)  # type: ignore[index]
         if agg in (Agg.sum, Agg.mean):
             micro = micro_units(vals)
-            if micro.dtype == object:
-                sums = [sum(micro[s:e].tolist()) for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+            if micro.dtype == object or int(np.abs(micro).max()) * int(micro.size) >= _INT64:
+                # Python ints: exact however large (int64 segment sums could wrap around silently).
+                exact = micro.tolist()
+                sums = [sum(exact[s:e]) for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
             else:
-                # int64 sums are exact while a segment stays below 2**63 micro-units.
                 sums = np.add.reduceat(micro, starts).tolist()
             partials = sums if agg is Agg.sum else [[s, m] for s, m in zip(sums, (ends - starts).tolist(), strict=True)]
         elif agg is Agg.min:
@@ -152,7 +192,4 @@ def fold_batch(
             for i in ordered[s:e]:
                 hll_add(registers, hll_hash(values[i]))  # type: ignore[index]
             partials.append(registers)
-
-    for code, tile, partial in zip(seg_codes, seg_tiles, partials, strict=True):
-        tmap = states[code]
-        tmap[tile] = merge_partial(agg, tmap.get(tile), partial)
+    return list(zip(seg_codes, seg_tiles, partials, strict=True))

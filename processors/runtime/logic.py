@@ -1,7 +1,8 @@
-"""Step 2 of the stream processor: per-shard entity state, folded by `GroupEngine`.
+"""Step 3 of the stream processor: per-shard group state, folded and finalized by `GroupEngine`.
 
-bytewax snapshots this state (with the Kafka offsets) at every epoch and restores it after a crash,
-so a restarted processor continues exactly where the last snapshot left off.
+bytewax snapshots this state (with the source offsets and the sources' event-time maxima) at every
+epoch and restores it after a crash, so a restarted processor continues exactly where the last
+snapshot left off.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ import pickle
 
 from bytewax.operators import StatefulBatchLogic
 
-from processors.engine import EntityState, GroupEngine, Watermark
+from processors.engine import HISTORY_GRACE_MS, GroupEngine, GroupState
 from processors.runtime.items import GroupOutput, ShardBatch
 
 __all__ = ["ShardLogic"]
-
-ShardState = dict[str, EntityState]
 
 
 class ShardLogic(StatefulBatchLogic[ShardBatch, GroupOutput, bytes]):
@@ -24,26 +23,53 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, GroupOutput, bytes]):
     def __init__(self, engines: dict[str, GroupEngine], partitions: dict[str, int], resume: bytes | None) -> None:
         self.engines = engines
         self.partitions = partitions  # source topic -> partition count
-        self.states: ShardState = {}
-        self.watermarks: dict[str, Watermark] = {}
+        self.states: dict[str, GroupState] = {}  # group ref -> state (one group per shard key)
         if resume is not None:
-            self.states, self.watermarks = pickle.loads(resume)  # our own snapshot
+            self.states = pickle.loads(resume)  # our own snapshot
+
+    def _state(self, ref: str) -> GroupState:
+        state = self.states.get(ref)
+        if state is None:
+            state = self.states[ref] = GroupState(self.partitions[self.engines[ref].group.topic])
+        return state
 
     def on_batch(self, values: list[ShardBatch]) -> tuple[list[GroupOutput], bool]:
         outputs: list[GroupOutput] = []
         for batch in values:
             engine = self.engines[batch.group]
-            topic = engine.group.topic
-            wm = self.watermarks.get(topic)
-            if wm is None:
-                wm = self.watermarks[topic] = Watermark(self.partitions[topic])
-            # This batch is judged against the progress before it; then the progress advances.
-            result = engine.apply(self.states, batch.rows, wm.value(engine.group.lateness_ms))
-            wm.advance(batch.partition_max)
-            if result.updates or result.rejected:
-                outputs.append(GroupOutput(batch.group, result.updates, result.rejected, engine.group.topic))
+            group = engine.group
+            state = self._state(batch.group)
+            result = engine.apply(state, batch.rows)
+            state.advance(batch.progress)
+            # History rows once the watermark passed their hour; a silent partition cannot hold them
+            # (and their memory) back for longer than the grace period.
+            history = engine.finalize(
+                state, state.horizon(group.lateness_ms), force_before=state.furthest - HISTORY_GRACE_MS
+            )
+            if result.updates or result.rejected or history or result.filtered:
+                outputs.append(
+                    GroupOutput(
+                        batch.group,
+                        group.topic,
+                        updates=result.updates,
+                        rejected=result.rejected,
+                        history=history,
+                        accepted=result.accepted,
+                        filtered=result.filtered,
+                        late=result.late,
+                    )
+                )
+        return outputs, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[GroupOutput], bool]:
+        # The end of a bounded run: the input is complete, every open hour is final.
+        outputs = []
+        for ref, state in self.states.items():
+            history = self.engines[ref].finalize_all(state)
+            if history:
+                outputs.append(GroupOutput(ref, self.engines[ref].group.topic, history=history))
         return outputs, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         # Serialized now, so later mutations cannot leak into a snapshot bytewax stores afterwards.
-        return pickle.dumps((self.states, self.watermarks), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(self.states, protocol=pickle.HIGHEST_PROTOCOL)

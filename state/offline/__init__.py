@@ -3,6 +3,7 @@
 See `layout.py` for the folder layout; readers deduplicate, because output is at-least-once.
 """
 
+from state.offline.files import remove_stale_temporaries
 from state.offline.mirror import MIRROR_COLUMNS, MIRROR_KEY, ParquetMirror, read_mirror
 from state.offline.raw import RAW_KEY, RAW_SCHEMA, RawArchive, archived_hours, read_raw
 
@@ -16,4 +17,5 @@ __all__ = [
     "archived_hours",
     "read_mirror",
     "read_raw",
+    "remove_stale_temporaries",
 ]

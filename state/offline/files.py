@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from state.exceptions import MirrorError
 from state.offline.layout import HOUR_MS, PARTITION_COLUMNS, PARTITIONING, hour_partition, partition_filter
 
-__all__ = ["read_partitioned", "write_partitioned"]
+__all__ = ["read_partitioned", "remove_stale_temporaries", "write_partitioned"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +24,10 @@ logger = logging.getLogger(__name__)
 def write_partitioned(base: Path, table: pa.Table, *, compression: str, durable: bool) -> list[Path]:
     """Write `table` under `base`, one new file per (dt, hour) of its `event_time`; returns the files.
 
-    Each file is written under a hidden temporary name (`.part-….parquet.tmp`, which readers and
-    globs skip) and renamed into place, so a crash never leaves half a file where readers look.
-    With `durable`, the file and its folder are fsynced too.
+    Each file is written under a hidden temporary name (`.part-….<pid>.parquet.tmp`, which readers
+    and globs skip) and renamed into place, so a crash never leaves half a file where readers look;
+    `remove_stale_temporaries` deletes what a killed writer left. With `durable`, the file and its
+    folder are fsynced too.
     """
     if table.num_rows == 0:
         return []
@@ -40,7 +41,7 @@ def write_partitioned(base: Path, table: pa.Table, *, compression: str, durable:
         folder = base / hour_partition(hour)
         folder.mkdir(parents=True, exist_ok=True)
         name = f"part-{uuid.uuid4().hex}.parquet"
-        temporary = folder / f".{name}.tmp"
+        temporary = folder / f".{name.removesuffix('.parquet')}.{os.getpid()}.parquet.tmp"
         pq.write_table(table.slice(start, end - start), temporary, compression=compression)
         if durable:
             _fsync(temporary)
@@ -51,6 +52,32 @@ def write_partitioned(base: Path, table: pa.Table, *, compression: str, durable:
         start = end
     logger.debug("wrote %d rows in %d file(s) under %s", table.num_rows, len(written), base)
     return written
+
+
+def remove_stale_temporaries(root: Path) -> int:
+    """Delete the temporary files under `root` whose writer is gone (killed mid-write); returns how many.
+
+    A writer's process id is in the name, so files of a writer still running (another processor,
+    a backfill) are kept.
+    """
+    removed = 0
+    for path in Path(root).glob("**/.part-*.parquet.tmp"):
+        pid = path.name.removesuffix(".parquet.tmp").rpartition(".")[2]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def read_partitioned(

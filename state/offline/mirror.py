@@ -1,8 +1,8 @@
 """`ParquetMirror`: the offline copy of a feature group's updates, and `read_mirror` to read it back.
 
 >>> mirror = ParquetMirror(Path("/data/offline"), "zone_demand", 1)                   # doctest: +SKIP
->>> mirror.write([{"entity_key": "zone-7", "event_time": 1_700_000_000_000, "requests_10m": 3,
-...                "kafka_partition": 0, "kafka_offset": 41}])                       # doctest: +SKIP
+>>> mirror.write([{"entity_key": "zone-7", "event_time": 1_700_000_000_000, "revision": 41,
+...                "requests_10m": 3, "written_by": "stream"}])                       # doctest: +SKIP
 [PosixPath('/data/offline/zone_demand/v1/dt=2023-11-14/hour=22/part-3f2a….parquet')]
 >>> read_mirror(Path("/data/offline"), "zone_demand", 1, start_ms=1_699_999_000_000)  # doctest: +SKIP
 pyarrow.Table …
@@ -21,18 +21,21 @@ from state.offline.tables import Rows, to_table
 
 __all__ = ["MIRROR_COLUMNS", "MIRROR_KEY", "ParquetMirror", "read_mirror"]
 
-#: The columns every mirror row has, with their types; feature values are further columns.
+#: The columns every row of a feature group's history has, with their types; feature values are
+#: further columns. A row holds the entity's values as of `event_time`; `revision` counts the
+#: entity's accepted events up to then; `written_by` names the job (stream or backfill).
 MIRROR_COLUMNS = pa.schema(
     [
         ("entity_key", pa.string()),
         ("event_time", pa.int64()),
-        ("kafka_partition", pa.int32()),
-        ("kafka_offset", pa.int64()),
+        ("revision", pa.int64()),
+        ("written_by", pa.string()),
     ]
 )
-#: What makes a mirror row unique: output is at-least-once, so readers drop repeats of it.
-MIRROR_KEY = ("entity_key", "event_time", "kafka_partition", "kafka_offset")
-_ORDER = ("event_time", "entity_key", "kafka_partition", "kafka_offset")
+#: What identifies a row's content (its values are the definition's as of `event_time`): output is
+#: at-least-once, so readers drop repeats of it.
+MIRROR_KEY = ("entity_key", "event_time")
+_ORDER = ("event_time", "entity_key")
 
 
 class ParquetMirror:

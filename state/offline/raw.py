@@ -35,6 +35,7 @@ RAW_SCHEMA = pa.schema(
         ("value", pa.binary()),
         ("event_time", pa.int64()),
         ("event_type", pa.string()),
+        ("valid", pa.bool_()),
     ]
 )
 #: The columns an archived event must have a value in (Kafka keys, values and headers may be null).
@@ -56,7 +57,9 @@ class RawArchive:
     def write(self, rows: Rows) -> list[Path]:
         """Write events (dicts or a table with `RAW_SCHEMA`'s columns); returns the new files.
 
-        `key`, `value` and `event_type` may be null; the others may not.
+        `key`, `value`, `event_type` and `valid` may be null; the others may not. `valid`: whether
+        the record decoded as a valid event of `event_type` (null: not decoded); `event_time` is
+        the event's when valid, else the record timestamp.
         """
         if len(rows) == 0:
             return []
@@ -96,8 +99,9 @@ def read_raw(
 
     Repeats (same topic, partition and offset) are dropped; rows come sorted by
     (kafka_partition, kafka_offset). `hours` (hour indices, see `archived_hours`) reads only
-    those hours' files; `event_type` only events of that type or of none (records without an
-    `event_type` header). Raises `MirrorError` if the topic was never archived.
+    those hours' files; `event_type` only events routed to that type (the stream processor archives
+    each record with the type routing gave it, null when it could not route it). Raises
+    `MirrorError` if the topic was never archived.
     """
     base = raw_path(Path(root), topic)
     files = None
@@ -106,7 +110,7 @@ def read_raw(
         files = [f for hour in hours for f in by_hour.get(hour, [])]
     where = None
     if event_type is not None:
-        where = (pc.field("event_type") == event_type) | pc.field("event_type").is_null()
+        where = pc.field("event_type") == event_type
     return read_partitioned(
         base, start_ms=start_ms, end_ms=end_ms, columns=columns, unique_by=RAW_KEY, order_by=_ORDER, files=files,
         where=where,

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from backfill.run import _final
-from processors.engine import EntityState, GroupEngine
+from processors.engine import GroupEngine, GroupState
 from tests.unit.test_engine import MIN, T0, make_group, trip
 
 
 def test_the_last_update_of_an_unchanged_state_equals_the_recomputed_values() -> None:
     engine = GroupEngine(make_group())
-    states: dict[str, EntityState] = {}
-    first = engine.apply(states, [trip(i, T0 + i * MIN, zone=f"z{i % 3}") for i in range(30)])
-    second = engine.apply(states, [trip(100, T0 + 40 * MIN, zone="z0", km=9.0)])
+    group_state = GroupState(1)
+    first = engine.apply(group_state, [trip(i, T0 + i * MIN, zone=f"z{i % 3}") for i in range(30)])
+    second = engine.apply(group_state, [trip(100, T0 + 40 * MIN, zone="z0", km=9.0)])
     last = {u.entity: u for u in first.updates + second.updates}
-    for entity, state in states.items():
+    for entity, state in group_state.entities.items():
         recomputed = _final(engine, entity, state)
         reused = _final(engine, entity, state, last[entity])
         assert reused is last[entity]
@@ -24,9 +24,9 @@ def test_the_last_update_of_an_unchanged_state_equals_the_recomputed_values() ->
 
 def test_a_stale_update_is_not_reused() -> None:
     engine = GroupEngine(make_group())
-    states: dict[str, EntityState] = {}
-    [stale] = engine.apply(states, [trip(1, T0)]).updates
-    engine.apply(states, [trip(2, T0 + MIN, km=7.0)])
-    final = _final(engine, "z1", states["z1"], stale)
+    group_state = GroupState(1)
+    [stale] = engine.apply(group_state, [trip(1, T0)]).updates
+    engine.apply(group_state, [trip(2, T0 + MIN, km=7.0)])
+    final = _final(engine, "z1", group_state.entities["z1"], stale)
     assert final is not stale and final.revision == 2
-    assert final.values == engine.values(states["z1"], T0 + MIN)
+    assert final.values == engine.values(group_state.entities["z1"], T0 + MIN)

@@ -1,17 +1,16 @@
-"""Backfill's Kafka source: chunks of exactly `chunk_size` records, type routing, resume, progress."""
+"""Backfill's sources: routing, validation and prior maxima as the stream's; the archive in whole hours."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 import backfill.source as source
 from backfill.source import Chunk, read_chunks
+from processors.progress import PriorMax
 from streams.settings import KafkaSettings
 from tests.unit.test_engine import make_group
 
@@ -64,52 +63,33 @@ def messages() -> list[FakeMessage]:
         if i % 5 == 0:
             hdrs = [("schema_version", b"1"), ("event_type", b"trip_completed")]
         elif i % 6 == 0:
-            hdrs = None  # no header: decoded as the group's type
+            hdrs = None  # no header: routed by the body's event_type
         payload = trip(t, distance_km=-1.0) if i % 7 == 0 else trip(t)
         out.append(FakeMessage(p, off, t, payload, hdrs))
     return out
 
 
-def chunks(monkeypatch: pytest.MonkeyPatch, batch: int, chunk_size: int, **kw: Any) -> list[Chunk]:
+def test_records_are_routed_validated_and_stamped_in_offset_order() -> None:
     msgs = messages()
-
-    def fake_replay(*_: Any, batch_size: int, **__: Any) -> Iterator[list[FakeMessage]]:
-        assert batch_size == min(chunk_size, source.CONSUME_BATCH)
-        for lo in range(0, len(msgs), batch):
-            yield msgs[lo : lo + batch]
-
-    monkeypatch.setattr(source, "replay", fake_replay)
     group = make_group()
-    return list(read_chunks(group, "kafka", T0, T0 + 10**9, settings=KafkaSettings(), offline_root=Path("."),
-                            chunk_size=chunk_size, **kw))  # fmt: skip
-
-
-@pytest.mark.parametrize(("batch", "chunk_size"), [(7, 10), (60, 10), (3, 25), (100, 100)])
-def test_chunks_hold_exactly_chunk_size_records_whatever_the_consume_batches(
-    monkeypatch: pytest.MonkeyPatch, batch: int, chunk_size: int
-) -> None:
-    got = chunks(monkeypatch, batch, chunk_size)
-    assert [c.read for c in got] == [min(chunk_size, 60 - lo) for lo in range(0, 60, chunk_size)]
-    msgs = messages()
-    for n, c in enumerate(got):
-        part = msgs[n * chunk_size : (n + 1) * chunk_size]
-        wanted = [m for m in part if m.hdrs is None or ("event_type", b"trip_completed") not in m.hdrs]
-        valid = [m for m in wanted if m.payload == trip(m.ts)]
-        assert [(r.partition, r.offset) for r in c.rows] == [(m.p, m.off) for m in valid]
-        assert all(r.raw == m.payload and r.key == b"k" for r, m in zip(c.rows, valid, strict=True))
-        assert c.rows[0].fields == orjson.loads(valid[0].payload)
-        assert c.invalid == len(wanted) - len(valid)
-        seen = msgs[: (n + 1) * chunk_size]
-        assert c.offsets == {p: max(m.off for m in seen if m.p == p) + 1 for p in (0, 1)}
-        assert c.partition_max == {p: max(m.ts for m in part if m.p == p) for p in (0, 1)}
-
-
-def test_resume_skips_records_done_before_the_interruption(monkeypatch: pytest.MonkeyPatch) -> None:
-    [c] = chunks(monkeypatch, 8, 100, resume_offsets={0: 10, 1: 20})
-    assert c.read == (30 - 10) + (30 - 20)
-    assert min(r.offset for r in c.rows if r.partition == 0) >= 10
-    assert min(r.offset for r in c.rows if r.partition == 1) >= 20
-    assert c.offsets == {0: 30, 1: 30}
+    chunk, prior = Chunk(), PriorMax()
+    router = source._router(group, KafkaSettings())
+    for lo in range(0, len(msgs), 7):  # however the records arrive in consume batches
+        source._fill(chunk, msgs[lo : lo + 7], router, prior, group.event_type)
+    assert chunk.read == 60
+    wanted = [m for m in msgs if m.hdrs is None or ("event_type", b"trip_completed") not in m.hdrs]
+    valid = [m for m in wanted if m.payload == trip(m.ts)]
+    # Headerless records are routed by their body: trip_requested here, so they are the group's.
+    assert [(r.partition, r.offset) for r in chunk.rows] == [(m.p, m.off) for m in valid]
+    assert all(r.raw == m.payload and r.key == b"k" for r, m in zip(chunk.rows, valid, strict=True))
+    assert chunk.rows[0].fields == orjson.loads(valid[0].payload)
+    assert chunk.invalid == {"validation_error": len(wanted) - len(valid)}
+    assert chunk.skipped == len(msgs) - len(wanted)
+    # prior_max: the greatest event time of the earlier valid events of the partition.
+    for row in chunk.rows:
+        earlier = [m.ts for m in valid if m.p == row.partition and m.off < row.offset]
+        assert row.prior_max == max(earlier, default=-1)
+    assert prior.of(group.event_type) == {p: max(m.ts for m in valid if m.p == p) for p in (0, 1)}
 
 
 HOUR = 3_600_000
@@ -130,15 +110,15 @@ def test_the_archive_is_read_in_whole_hours_skipping_empty_ones_and_resumes(tmp_
             offset += 1
     RawArchive(tmp_path, durable=False).write(rows + rows[:4])  # at-least-once: some written twice
 
-    def archived(chunk_size: int, resume_hour_ms: int | None = None) -> list[Chunk]:
+    def archived(chunk_size: int, resume: int | None = None) -> list[Chunk]:
         found = read_chunks(group, "archive", T0, T0 + 365 * 24 * HOUR, settings=KafkaSettings(),
-                            offline_root=tmp_path, chunk_size=chunk_size, resume_hour_ms=resume_hour_ms)  # fmt: skip
+                            offline_root=tmp_path, chunk_size=chunk_size, resume=resume)  # fmt: skip
         return list(found)
 
     got = archived(chunk_size=11)
     # Whole hours, up to 11 records a chunk (hour 0's 12 + 4 repeats overflow it alone): [0], [1, 5], [30].
     assert [c.read for c in got] == [12, 11, 1]
-    assert [c.next_hour_ms for c in got] == [T0 + HOUR, T0 + 6 * HOUR, T0 + 31 * HOUR]
+    assert [c.complete_before for c in got] == [T0 + HOUR, T0 + 6 * HOUR, T0 + 31 * HOUR]
     assert [r.offset for c in got for r in c.rows] == list(range(offset))  # each record once, in order
-    rest = archived(chunk_size=11, resume_hour_ms=got[0].next_hour_ms)
+    rest = archived(chunk_size=11, resume=got[0].resume)
     assert [r.offset for c in rest for r in c.rows] == list(range(12, offset))

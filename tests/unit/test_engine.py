@@ -1,4 +1,4 @@
-"""GroupEngine: filters, keys, late events, versions, eviction; values equal the brute-force reference."""
+"""GroupEngine: filters, keys, late events, versions, eviction, bad records; values equal the reference."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from processors.definitions import FeatureGroup, compile_spec
-from processors.engine import EntityState, GroupEngine, SourceRow, Watermark
+from processors.engine import EntityState, GroupEngine, GroupState, SourceRow
 from streams.sim import simulate
 from tests.reference import group_values_as_of
 
@@ -41,22 +41,25 @@ def make_group(**over: Any) -> FeatureGroup:
     return group
 
 
-def trip(i: int, t: int, zone: str = "z1", km: float = 3.0, surge: float = 1.0) -> SourceRow:
+def trip(
+    i: int, t: int, zone: str = "z1", km: float = 3.0, surge: float = 1.0, *, partition: int = 0, prior_max: int = -1
+) -> SourceRow:
     fields = {
         "event_time": t, "event_type": "trip_requested", "trip_id": f"t{i}", "rider_id": f"r{i % 5}",
         "country": "US", "city": "nyc", "pickup_zone": zone, "dropoff_zone": f"d{i}", "distance_km": km, "surge": surge,
     }  # fmt: skip
-    return SourceRow(fields, partition=0, offset=i)
+    return SourceRow(fields, partition=partition, offset=i, prior_max=prior_max)
 
 
 def test_values_match_the_reference_on_simulated_events() -> None:
     group = make_group()
     events = [e.__dict__ for e in simulate(4000, seed=3, start_ms=T0) if e.type_name() == "trip_requested"]
     engine = GroupEngine(group)
-    states: dict[str, EntityState] = {}
+    group_state = GroupState(partitions=1)
     rows = [SourceRow(e, 0, i) for i, e in enumerate(events)]
     for lo in range(0, len(rows), 333):  # micro-batches
-        engine.apply(states, rows[lo : lo + 333])
+        engine.apply(group_state, rows[lo : lo + 333])
+    states = group_state.entities
     expected_at_u: dict[str, dict[str, Any]] = {}
     for entity, state in states.items():
         expected_at_u[entity] = group_values_as_of(group, events, state.u)[entity]
@@ -69,7 +72,7 @@ def test_values_match_the_reference_on_simulated_events() -> None:
 
 def test_one_update_per_touched_entity_with_growing_versions() -> None:
     engine = GroupEngine(make_group())
-    states: dict[str, EntityState] = {}
+    states = GroupState(partitions=1)
     r1 = engine.apply(states, [trip(0, T0), trip(1, T0 + MIN), trip(2, T0 + 2 * MIN, zone="z2")])
     assert sorted((u.entity, u.event_time, u.revision) for u in r1.updates) == [
         ("z1", T0 + MIN, 2),
@@ -85,37 +88,48 @@ def test_one_update_per_touched_entity_with_growing_versions() -> None:
     assert u.values["km_1h"] == pytest.approx(5.0)
 
 
-def test_late_events_are_rejected_against_the_watermark() -> None:
+def test_late_events_are_judged_by_their_own_partition() -> None:
     group = make_group()
     engine = GroupEngine(group)
-    wm = Watermark(partitions=2)
-    assert wm.value(group.lateness_ms) is None  # not every partition seen: nothing is late
-    wm.advance({0: T0 + 60 * MIN})
-    assert wm.value(group.lateness_ms) is None
-    wm.advance({1: T0 + 30 * MIN})
-    assert wm.value(group.lateness_ms) == T0 + 25 * MIN  # the slowest partition minus 5m
-    states: dict[str, EntityState] = {}
-    result = engine.apply(states, [trip(0, T0 + 24 * MIN), trip(1, T0 + 26 * MIN)], wm.value(group.lateness_ms))
-    assert [r.reason for r in result.rejected] == ["late_event"]
-    assert "watermark" in result.rejected[0].error
-    assert result.accepted == 1
+    state = GroupState(partitions=2)
+    # Partition 0 is an hour ahead of partition 1: that never makes partition 1's events late.
+    rows = [
+        trip(0, T0 + 60 * MIN, partition=0),
+        trip(1, T0 + 54 * MIN, partition=0, prior_max=T0 + 60 * MIN),  # 6 min behind its partition: late
+        trip(2, T0 + 56 * MIN, partition=0, prior_max=T0 + 60 * MIN),  # 4 min behind: on time
+        trip(3, T0 + 5 * MIN, partition=1),
+        trip(4, T0 + 1 * MIN, partition=1, prior_max=T0 + 5 * MIN),  # 4 min behind partition 1: on time
+    ]
+    result = engine.apply(state, rows)
+    assert [(r.row.offset, r.reason, r.step) for r in result.rejected] == [(1, "late_event", "lateness")]
+    assert result.accepted == 4 and result.late == 1
+    error = result.rejected[0].error
+    assert "partition 0" in error and "2026-01-01T00:54:00.000Z" in error and str(group.lateness_ms) in error
+
+
+def test_the_lateness_boundary_is_inclusive() -> None:
+    engine = GroupEngine(make_group())  # allowed lateness 5m
+    limit = T0 + 55 * MIN
+    rows = [trip(1, limit, prior_max=T0 + 60 * MIN), trip(2, limit - 1, prior_max=T0 + 60 * MIN)]
+    result = engine.apply(GroupState(1), rows)
+    assert [r.row.offset for r in result.rejected] == [2] and result.accepted == 1
 
 
 def test_filter_and_null_keys() -> None:
     engine = GroupEngine(make_group(source={"topic": "t", "event_type": "trip_requested", "filter": "distance_km > 5"}))
-    states: dict[str, EntityState] = {}
-    result = engine.apply(states, [trip(0, T0, km=1.0), trip(1, T0, km=6.0)])
+    result = engine.apply(GroupState(1), [trip(0, T0, km=1.0), trip(1, T0, km=6.0)])
     assert result.filtered == 1 and result.accepted == 1
     group = make_group(key="if_else(distance_km > 5, pickup_zone, None)")
-    result = GroupEngine(group).apply({}, [trip(0, T0, km=1.0)])
+    result = GroupEngine(group).apply(GroupState(1), [trip(0, T0, km=1.0)])
     assert result.rejected[0].reason == "validation_error" and "null" in result.rejected[0].error
 
 
 def test_old_tiles_are_evicted_and_values_slide() -> None:
     engine = GroupEngine(make_group())
-    states: dict[str, EntityState] = {}
-    engine.apply(states, [trip(i, T0 + i * MIN) for i in range(200)])
-    state = states["z1"]
+    group_state = GroupState(1)
+    engine.apply(group_state, [trip(i, T0 + i * MIN) for i in range(200)])
+    engine.finalize_all(group_state)  # the history needs no tile any more
+    state = group_state.entities["z1"]
     assert len(state.tiles["n_10m"]) <= 10 and len(state.tiles["km_1h"]) <= 12
     assert engine.values(state, state.u)["n_10m"] == 10
     assert engine.values(state, state.u + 2 * 60 * MIN)["n_10m"] == 0  # nothing in the last 10m
@@ -123,10 +137,10 @@ def test_old_tiles_are_evicted_and_values_slide() -> None:
 
 def test_state_bytes_round_trip() -> None:
     engine = GroupEngine(make_group())
-    states: dict[str, EntityState] = {}
+    group_state = GroupState(1)
     rnd = random.Random(1)
-    engine.apply(states, [trip(i, T0 + rnd.randrange(0, 30 * MIN)) for i in range(100)])
-    state = states["z1"]
+    engine.apply(group_state, [trip(i, T0 + rnd.randrange(0, 30 * MIN)) for i in range(100)])
+    state = group_state.entities["z1"]
     back = EntityState.from_bytes(state.to_bytes())
     assert engine.values(back, state.u) == engine.values(state, state.u)
     assert (back.u, back.rev) == (state.u, state.rev)
@@ -152,3 +166,64 @@ def test_keyed_by_columns_equals_keyed_row_by_row(broken: bool) -> None:
         {"validation_error", "processing_error"} if broken else {"validation_error"}
     )
     assert by_columns.column("distance_km") == [r.fields["distance_km"] for r in by_rows.rows]
+
+
+def test_a_record_that_breaks_a_kernel_is_rejected_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from processors.kernels import tiles
+
+    real = tiles.batch_partials
+
+    def fragile(spec: Any, codes: Any, times: Any, values: Any) -> Any:
+        if values is not None and 7.77 in list(values):
+            msg = "a kernel bug"
+            raise OverflowError(msg)
+        return real(spec, codes, times, values)
+
+    monkeypatch.setattr("processors.engine.batch_partials", fragile)
+    engine = GroupEngine(make_group())
+    state = GroupState(1)
+    result = engine.apply(state, [trip(0, T0), trip(1, T0 + MIN, km=7.77), trip(2, T0 + 2 * MIN)])
+    [bad] = result.rejected
+    assert (bad.row.offset, bad.reason, bad.step) == (1, "processing_error", "aggregate km_1h")
+    assert "OverflowError: a kernel bug" in bad.error
+    assert result.accepted == 2 and state.entities["z1"].rev == 2
+    assert engine.values(state.entities["z1"], T0 + 2 * MIN)["n_10m"] == 2
+
+
+def test_numbers_beyond_the_rule_are_null_and_huge_sums_encode() -> None:
+    group = make_group(
+        features=[
+            {"name": "per_km", "agg": "mean", "expr": "surge / distance_km", "window": "1h"},
+            {"name": "big", "agg": "sum", "expr": "distance_km * 1e9", "window": "1d"},
+        ]
+    )
+    engine = GroupEngine(group)
+    state = GroupState(1)
+    # surge / 1e-300 is inf: null, skipped by the mean; 500 km * 1e9 is 5e11 per event: micro-units
+    # sum beyond 64 bits after ~18 events, which the state bytes must still hold.
+    rows = [trip(i, T0 + i, km=1e-300 if i == 0 else 500.0, surge=2.0) for i in range(40)]
+    [update] = engine.apply(state, rows).updates
+    assert update.values["per_km"] == pytest.approx(2.0 / 500.0)
+    assert update.values["big"] == pytest.approx(39 * 5e11)
+    back = EntityState.from_bytes(update.state)
+    assert engine.values(back, back.u) == update.values
+    assert back.tiles == state.entities["z1"].tiles
+
+
+def test_the_frontier_is_the_last_accepted_offset_per_partition() -> None:
+    engine = GroupEngine(make_group())
+    state = GroupState(2)
+    rows = [trip(5, T0, partition=0), trip(3, T0 + 1, partition=1), trip(9, T0 + 2, partition=0)]
+    [update] = engine.apply(state, rows).updates
+    assert update.frontier == {0: 9, 1: 3}
+    [update] = engine.apply(state, [trip(4, T0 + 3, partition=1)]).updates
+    assert update.frontier == {0: 9, 1: 4}
+
+
+def test_too_long_keys_are_rejected() -> None:
+    engine = GroupEngine(make_group(key="concat(pickup_zone, dropoff_zone, trip_id, rider_id)"))
+    row = trip(0, T0, zone="z" * 64)
+    long_fields = {**row.fields, "dropoff_zone": "d" * 64, "trip_id": "t" * 64, "rider_id": "r" * 64}
+    result = engine.apply(GroupState(1), [SourceRow(long_fields, 0, 0), trip(1, T0)])
+    assert [(r.reason, r.step) for r in result.rejected] == [("validation_error", "key")]
+    assert "256 characters" in result.rejected[0].error and result.accepted == 1

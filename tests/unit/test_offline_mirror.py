@@ -3,6 +3,7 @@ deduplication, time ranges, atomic writes (no server needed)."""
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from state.exceptions import MirrorError
-from state.offline import ParquetMirror, RawArchive, read_mirror, read_raw
+from state.offline import ParquetMirror, RawArchive, read_mirror, read_raw, remove_stale_temporaries
 from state.offline.layout import PARTITIONING, partition_filter
 
 HOUR = 3_600_000
@@ -22,15 +23,15 @@ T0 = int(datetime(2024, 3, 9, 22, 0, tzinfo=UTC).timestamp() * 1000)  # crosses 
 PART = re.compile(r"^dt=\d{4}-\d{2}-\d{2}/hour=\d{2}/part-[0-9a-f]{32}\.parquet$")
 
 
-def rows(n: int, *, start: int = T0, step: int = HOUR // 2, partition: int = 0) -> list[dict[str, Any]]:
+def rows(n: int, *, start: int = T0, step: int = HOUR // 2, city: str = "a") -> list[dict[str, Any]]:
     return [
         {
-            "entity_key": f"zone-{i % 3}",
+            "entity_key": f"{city}-zone-{i % 3}",
             "event_time": start + i * step,
+            "revision": i + 1,
             "requests_10m": i,
             "mean_distance_1h": None if i % 4 == 0 else i / 2,
-            "kafka_partition": partition,
-            "kafka_offset": i,
+            "written_by": "stream",
         }
         for i in range(n)
     ]
@@ -65,7 +66,7 @@ def test_duckdb_reads_it_with_hive_partitioning(tmp_path: Path) -> None:
         f"SELECT dt, hour, count(*), sum(requests_10m) FROM {source} GROUP BY ALL ORDER BY ALL"
     ).fetchall()
 
-    assert {"entity_key", "event_time", "kafka_partition", "kafka_offset", "dt", "hour"} <= set(columns)
+    assert {"entity_key", "event_time", "revision", "written_by", "dt", "hour"} <= set(columns)
     assert columns["dt"] == "DATE"
     assert [(str(dt), int(hour), n) for dt, hour, n, _ in found] == [
         ("2024-03-09", 22, 2),
@@ -90,7 +91,7 @@ def test_pyarrow_dataset_reads_it(tmp_path: Path) -> None:
     table = dataset.to_table()
     assert table.num_rows == 8
     assert {"dt", "hour"} <= set(table.column_names)
-    assert table.schema.field("kafka_partition").type == pa.int32()
+    assert table.schema.field("revision").type == pa.int64()
 
 
 def test_read_mirror_round_trip_sorted_and_typed(tmp_path: Path) -> None:
@@ -110,16 +111,14 @@ def test_duplicates_from_an_at_least_once_writer_are_read_once(tmp_path: Path) -
     mirror = ParquetMirror(tmp_path, "zone_demand", 1)
     mirror.write(rows(6))
     mirror.write(rows(6)[2:5])  # replayed after a crash
-    mirror.write(rows(2, partition=1))  # same offsets, another partition: not duplicates
+    mirror.write(rows(2, city="b"))  # same times, other entities: not duplicates
 
     table = read_mirror(tmp_path, "zone_demand", 1)
 
     assert table.num_rows == 8
-    assert sorted(zip(table["kafka_partition"].to_pylist(), table["kafka_offset"].to_pylist(), strict=True)) == [
-        *[(0, i) for i in range(6)],
-        (1, 0),
-        (1, 1),
-    ]
+    assert sorted(zip(table["entity_key"].to_pylist(), table["event_time"].to_pylist(), strict=True)) == sorted(
+        [(r["entity_key"], r["event_time"]) for r in rows(6) + rows(2, city="b")]
+    )
     assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{tmp_path}/zone_demand/v1/*/*/*.parquet')").fetchall() == [
         (11,)
     ]
@@ -162,15 +161,15 @@ def test_a_pyarrow_table_is_accepted_and_its_types_normalised(tmp_path: Path) ->
             "entity_key": ["a", "b"],
             "event_time": pa.array([T0, T0 + 1], pa.int64()),
             "score": [0.5, None],
-            "kafka_partition": pa.array([3, 3], pa.int64()),
-            "kafka_offset": pa.array([10, 11], pa.int32()),
+            "revision": pa.array([3, 3], pa.int32()),
+            "written_by": ["backfill", "backfill"],
         }
     )
     ParquetMirror(tmp_path, "scores", None).write(table)
     assert files_under(tmp_path / "scores")[0].startswith("dt=2024-03-09/hour=22/")
     read = read_mirror(tmp_path, "scores")
-    assert read.schema.field("kafka_partition").type == pa.int32()
-    assert read.schema.field("kafka_offset").type == pa.int64()
+    assert read.schema.field("revision").type == pa.int64()
+    assert read.schema.field("written_by").type == pa.string()
 
 
 def test_column_types_that_drift_between_files_are_unified(tmp_path: Path) -> None:
@@ -188,21 +187,21 @@ def test_a_declared_schema_keeps_types_stable(tmp_path: Path) -> None:
             ("entity_key", pa.string()),
             ("event_time", pa.int64()),
             ("mean_distance_1h", pa.float64()),
-            ("kafka_partition", pa.int32()),
-            ("kafka_offset", pa.int64()),
+            ("revision", pa.int64()),
+            ("written_by", pa.string()),
         ]
     )
     mirror = ParquetMirror(tmp_path, "zone_demand", 1, schema=schema)
-    [path] = mirror.write([{"entity_key": "a", "event_time": T0, "kafka_partition": 0, "kafka_offset": 0}])
+    [path] = mirror.write([{"entity_key": "a", "event_time": T0, "revision": 1, "written_by": "stream"}])
     assert pa.parquet.read_schema(path).field("mean_distance_1h").type == pa.float64()
 
 
 def test_bad_rows_are_reported_all_at_once(tmp_path: Path) -> None:
     mirror = ParquetMirror(tmp_path, "zone_demand", 1)
     with pytest.raises(MirrorError) as caught:
-        mirror.write([{"entity_key": "a", "event_time": None, "dt": "x", "kafka_offset": 1}])
+        mirror.write([{"entity_key": "a", "event_time": None, "dt": "x", "revision": 1}])
     message = str(caught.value)
-    for problem in ["'dt'", "'event_time' has 1 null", "'kafka_partition' (int32) is missing"]:
+    for problem in ["'dt'", "'event_time' has 1 null", "'written_by' (string) is missing"]:
         assert problem in message
     with pytest.raises(MirrorError, match="must be UTC epoch ms ≥ 0"):
         mirror.write([{**rows(1)[0], "event_time": -5}])
@@ -223,11 +222,14 @@ def test_no_temporary_file_is_left_and_none_is_read(tmp_path: Path) -> None:
     mirror.write(rows(2))
     folder = next((tmp_path / "zone_demand" / "v1").glob("dt=*/hour=*"))
     assert not list(folder.glob(".*"))
-    (folder / ".part-crashed.parquet.tmp").write_bytes(b"PAR1 half a file")  # what a crash mid-write leaves
+    (folder / ".part-crashed.999999999.parquet.tmp").write_bytes(b"PAR1 half a file")  # a killed writer's
+    (folder / f".part-running.{os.getpid()}.parquet.tmp").write_bytes(b"PAR1")  # a live writer's
     assert read_mirror(tmp_path, "zone_demand", 1).num_rows == 2
     assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{tmp_path}/zone_demand/v1/*/*/*.parquet')").fetchall() == [
         (2,)
     ]
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert [p.name for p in folder.glob(".*")] == [f".part-running.{os.getpid()}.parquet.tmp"]
 
 
 def raw_events(topic: str, n: int, *, start: int = T0) -> list[dict[str, Any]]:
