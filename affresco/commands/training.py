@@ -22,11 +22,11 @@ from backfill.training import FeatureRequest, label_times, point_in_time_join
 from processors.engine import SourceRow
 from processors.exceptions import ProcessorsError
 from state.exceptions import StateError
-from streams.codec import EventDecoder, Rejection
-from streams.consumer import header
+from streams.codec import Rejection
 from streams.events.registry import event_class
 from streams.exceptions import StreamsError, UnknownEventTypeError
 from streams.replay import ReplayRange, replay
+from streams.routing import Accepted, RecordRouter
 from streams.settings import KafkaSettings
 
 __all__ = ["training_set"]
@@ -52,16 +52,18 @@ def _labels_from_topic(topic: str, label_type: str, settings: KafkaSettings) -> 
         cls = event_class(label_type)
     except UnknownEventTypeError as exc:
         raise typer.BadParameter(str(exc), param_hint="--label-type") from None
-    decoder, wanted, rows, invalid = EventDecoder(cls), cls.type_name().encode(), [], 0
+    # Routed exactly as the stream processor routes them: the event_type header, else the body's.
+    router = RecordRouter([cls], max_bytes=settings.max_message_bytes, max_future_ms=settings.max_future_ms)
+    rows: list[dict[str, Any]] = []
+    invalid = 0
+    now = int(time.time() * 1000)
     for batch in replay(topic, ReplayRange(), settings):
         for m in batch:
-            if header(m, "event_type") not in (None, wanted):
-                continue
-            event = decoder.decode_one(m.value() or b"")
-            if isinstance(event, Rejection):
+            routed = router.route(m, now)
+            if isinstance(routed, Accepted):
+                rows.append(dict(routed.event.__dict__))
+            elif isinstance(routed, Rejection) and routed.expected_type == cls.type_name():
                 invalid += 1  # dead-lettered by whoever consumed it first; here it is counted, not used
-            else:
-                rows.append(dict(event.__dict__))
     return rows, invalid
 
 
