@@ -15,7 +15,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, cast
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, Message, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from streams.events.base import Event
 from streams.exceptions import ProduceError
@@ -56,15 +56,15 @@ class FailedRecord:
     context: object = None
 
 
-def _failed(err: KafkaError, msg: Message, context: object) -> FailedRecord:
-    ts_type, ts = msg.timestamp()
+def _failed(err: KafkaError, msg: Message, timestamp_ms: int | None, context: object) -> FailedRecord:
+    # A failed record's own timestamp is not available in its delivery report: the sender's is kept.
     partition = msg.partition()
     return FailedRecord(
         topic=msg.topic() or "",
         key=msg.key(),
         value=msg.value() or b"",
         headers=cast(list[tuple[str, bytes | None]], msg.headers()) or None,  # a list, on a produced record
-        timestamp_ms=None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
+        timestamp_ms=timestamp_ms,
         error=err.str(),
         partition=partition if partition is not None and partition >= 0 else None,
         context=context,
@@ -119,14 +119,14 @@ class EventProducer:
         return self.queued - self.failed - len(self._producer)
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        self._on_delivery_of(None, err, msg)
+        self._on_delivery_of(None, None, err, msg)
 
-    def _on_delivery_of(self, context: object, err: KafkaError | None, msg: Message) -> None:
+    def _on_delivery_of(self, timestamp_ms: int | None, context: object, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             return
         self.failed += 1
         if self.collect_failures:
-            self._failures.append(_failed(err, msg, context))
+            self._failures.append(_failed(err, msg, timestamp_ms, context))
             log.debug("delivery to %s failed (collected): %s", msg.topic(), err.str())
             return
         self._unhandled += 1
@@ -192,9 +192,13 @@ class EventProducer:
         """Queue one record; blocks briefly (serving delivery reports) when the local queue is full.
 
         `context` travels with the record into its `FailedRecord` if delivery fails (e.g. the input
-        line number); it costs a small object per record, so pass it only when wanted.
+        line number). While failures are collected, each record carries its timestamp and context
+        to its delivery report (a small object per record: ~0.2 µs).
         """
-        on_delivery = self._on_delivery if context is None else partial(self._on_delivery_of, context)
+        if self.collect_failures or context is not None:
+            on_delivery: Any = partial(self._on_delivery_of, timestamp_ms, context)
+        else:
+            on_delivery = self._on_delivery
         kwargs: dict[str, Any] = {"key": key, "headers": headers, "on_delivery": on_delivery}
         if timestamp_ms is not None:
             kwargs["timestamp"] = timestamp_ms

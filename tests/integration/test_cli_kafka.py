@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import orjson
 import pytest
@@ -88,3 +90,70 @@ def test_bad_arguments_give_clear_errors(kafka_settings: KafkaSettings, unique: 
     assert missing.exit_code == 1 and "not found" in missing.output
     nofile = runner.invoke(app, ["produce", unique("x"), "--file", "/nonexistent.jsonl"])
     assert nofile.exit_code == 2 and "no such file" in nofile.output
+
+
+def test_produce_accounts_for_every_line_of_a_mixed_file(
+    kafka_settings: KafkaSettings, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    topic = unique("mixed")
+    now = int(time.time() * 1000)
+    good = [orjson.dumps({**PING, "status": "available", "event_time": now - 60_000 * i}) for i in range(6)]
+    integral = orjson.dumps({**PING, "status": "offline"}).replace(
+        b'"event_time":1767225600000', b'"event_time":1767225600000.0'
+    )
+    bad = [
+        orjson.dumps({**PING, "status": "available", "event_time": now + 2 * 3_600_000}),  # 2 h ahead
+        orjson.dumps({**PING, "status": "available"}).replace(b"1767225600000", b"NaN"),
+        orjson.dumps({**PING, "status": "available"}).replace(b"1767225600000", b"1e400"),
+    ]
+    assert b"1767225600000.0" in integral
+    rows = [good[0], bad[0], good[1], b"", bad[1], good[2], integral, good[3], bad[2], good[4], good[5]]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    result = runner.invoke(app, ["produce", topic, "--type", "driver_ping", "--file", str(path), "--json"])
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["lines"], summary["produced"], summary["dead_lettered"], summary["blank"]) == (11, 7, 3, 1)
+    assert summary["reasons"] == {"future_event": 1, "malformed_json": 2}
+    # Every good line is delivered, byte for byte (the integral float too: JSON Schema calls it an integer).
+    assert sorted(m.value() or b"" for m in read_all(topic, kafka_settings)) == sorted([*good, integral])
+    letters = [DeadLetter.model_validate_json(m.value() or b"") for m in read_all(Topics().dlq(topic), kafka_settings)]
+    by_line = {d.error.split(":")[0]: d.reason for d in letters}
+    assert by_line == {
+        f"{path} line 2": "future_event",
+        f"{path} line 5": "malformed_json",
+        f"{path} line 9": "malformed_json",
+    }
+
+
+def test_produce_without_a_type_dead_letters_what_the_broker_refuses(
+    kafka_settings: KafkaSettings, unique: Callable[[str], str]
+) -> None:
+    topic = unique("refused")
+    now = int(time.time() * 1000)
+    good = [{"event_time": now - i, "n": i} for i in range(10)]
+    ahead = {"event_time": now + 2 * 3_600_000, "n": "ahead"}
+    result = runner.invoke(app, ["produce", topic, "--json"], input=lines(*good[:5], ahead, *good[5:]))
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["lines"], summary["produced"], summary["dead_lettered"]) == (11, 10, 1)
+    assert summary["reasons"] == {"output_rejected": 1}
+    assert sorted(orjson.loads(m.value() or b"")["n"] for m in read_all(topic, kafka_settings)) == list(range(10))
+    [letter] = [DeadLetter.model_validate_json(m.value() or b"") for m in read_all(Topics().dlq(topic), kafka_settings)]
+    assert letter.reason == "output_rejected" and "stdin line 6" in letter.error and "Invalid timestamp" in letter.error
+
+
+def test_auto_type_follows_the_routing_rule(kafka_settings: KafkaSettings, unique: Callable[[str], str]) -> None:
+    topic = unique("autorule")
+    ping = {**PING, "status": "available"}
+    stdin = lines(
+        {**ping, "event_type": "driver_ping"},
+        {**ping, "event_type": "Driver_Ping"},  # exact names only
+        {**ping, "event_type": ""},
+        ping,  # no event_type: no type
+        {**ping, "event_type": "trip_requested"},  # a known type the body does not match
+    )
+    result = runner.invoke(app, ["produce", topic, "--type", "auto", "--json"], input=stdin)
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["produced"] == 1 and summary["by_type"] == {"driver_ping": 1}
+    assert summary["reasons"] == {"unknown_event_type": 3, "validation_error": 1}

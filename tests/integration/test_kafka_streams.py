@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable
 
 import orjson
@@ -17,6 +18,7 @@ from streams.events import DeadLetter, DriverPing
 from streams.ingest import ingest_lines
 from streams.producer import EventProducer
 from streams.replay import ReplayRange, plan_replay, replay
+from streams.routing import Accepted, RecordRouter, Skipped
 from streams.settings import KafkaSettings
 from tests.integration.helpers import read_all, spec
 
@@ -168,3 +170,35 @@ def test_bad_lines_reach_the_dlq_and_every_line_is_accounted_for(
         else:
             assert original in (bad["malformed_json"], bad["validation_error"], missing)
     assert any("status: Field required" in d.error for d in letters)
+
+
+def test_consumed_records_are_routed_by_header_then_body(
+    kafka_settings: KafkaSettings, unique: Callable[[str], str]
+) -> None:
+    topic = unique("routing")
+    TopicAdmin(kafka_settings).ensure([spec(topic, partitions=1)])
+    body = ping(1, T0).model_dump_json().encode()
+    untyped = orjson.dumps({k: v for k, v in orjson.loads(body).items() if k != "event_type"})
+    trip = b'{"event_type": "trip_requested", "event_time": 1767225600000}'
+    cases: list[tuple[bytes, list[tuple[str, bytes | None]] | None, str]] = [
+        (body, [("event_type", b"driver_ping"), ("schema_version", b"1")], "accepted"),
+        (body, None, "accepted"),  # no header: the body's event_type
+        (body, [("event_type", None)], "accepted"),  # a null header is no header
+        (untyped, None, "unknown_event_type"),
+        (body, [("event_type", b"Driver_Ping")], "unknown_event_type"),
+        (body, [("event_type", b"driver_ping"), ("schema_version", b"2")], "unknown_schema_version"),
+        (body, [("event_type", b"trip_requested")], "skipped"),
+        (trip, None, "skipped"),
+        (b"NaN", [("event_type", b"driver_ping")], "malformed_json"),
+    ]
+    with EventProducer(kafka_settings) as producer:
+        for value, headers, _ in cases:
+            producer.send_raw(topic, value, key=b"k", headers=headers)
+    router = RecordRouter([DriverPing], max_bytes=kafka_settings.max_message_bytes, max_future_ms=3_600_000)
+    msgs = sorted(read_all(topic, kafka_settings), key=lambda m: m.offset() or 0)
+    now = int(time.time() * 1000)
+    verdicts = []
+    for m in msgs:
+        r = router.route(m, now)
+        verdicts.append("accepted" if isinstance(r, Accepted) else "skipped" if isinstance(r, Skipped) else r.reason)
+    assert verdicts == [c[2] for c in cases]
