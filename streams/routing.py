@@ -97,7 +97,7 @@ class RecordRouter:
         wanted_names = {cls.type_name() for cls in wanted}
         self.max_bytes = max_bytes
         # Built once: `route` runs per record. Keys are the header bytes as they arrive.
-        self._routes: dict[bytes, _Route] = {}
+        self._routes: dict[bytes | str, _Route] = {}
         self._by_name: dict[str, _Route] = {}
         for name, cls in EVENT_TYPES.items():
             decoder = (
@@ -109,6 +109,8 @@ class RecordRouter:
 
     def route(self, message: KafkaMessage, now_ms: int) -> Routed:
         """The record's event (`Accepted`), a `Skipped` type, or the `Rejection` for the DLQ."""
+        # Runs per record of every topic read: the common case (bytes headers, a known type) takes
+        # one dict lookup; anything else goes through the slow paths below.
         try:
             headers: Any = message.headers()
         except UnicodeDecodeError as exc:
@@ -118,23 +120,27 @@ class RecordRouter:
         etype: bytes | str | None = None
         version: bytes | str | None = None
         if headers:
-            for k, v in headers.items() if isinstance(headers, dict) else headers:
+            for k, v in headers.items() if type(headers) is dict else headers:
                 if k == "event_type":
                     if etype is None:
                         etype = v
                 elif k == "schema_version" and version is None:
                     version = v
-        value = message.value() or b""
-        route_or_rejection = self._from_body(value) if etype is None else self._from_header(etype)
-        if isinstance(route_or_rejection, Rejection):
-            return route_or_rejection
-        route = route_or_rejection
+        route: _Route | Rejection | None
+        if etype is None:
+            route = self._from_body(message.value() or b"")
+        else:
+            route = self._routes.get(etype)  # a str finds nothing: the slow path handles it
+            if route is None:
+                route = self._from_header(etype)
+        if isinstance(route, Rejection):
+            return route
         decoder = route.decoder
         if decoder is None:
             return route.skipped
         if version is not None and version != route.version and not _same_version(version, route.version):
             return self._bad_version(route, version)
-        decoded = decoder.decode_one(value, now_ms)
+        decoded = decoder.decode_one(message.value() or b"", now_ms)
         if isinstance(decoded, Rejection):
             return decoded
         return Accepted(decoded, route.name)
