@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from processors.definitions import FeatureGroup, compile_spec
@@ -15,6 +18,7 @@ from streams.events.base import Event
 from streams.producer import EventProducer
 from streams.settings import KafkaSettings
 from streams.sim import DRIVER_PINGS_TOPIC, TRIPS_TOPIC, simulate, topic_for
+from tests.integration.helpers import read_all
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -88,16 +92,63 @@ def write_yaml(docs: list[dict[str, Any]], directory: Path) -> Path:
 
 
 def produce_simulation(
-    settings: KafkaSettings, trips: str, pings: str, n: int, seed: int = 5, partitions: int = 3
+    settings: KafkaSettings,
+    trips: str,
+    pings: str,
+    n: int,
+    seed: int = 5,
+    partitions: int = 3,
+    *,
+    delayed: float = 0.0,
+    max_delay_ms: int = 20 * 60_000,
 ) -> list[Event]:
-    """Simulated events into the fresh topics (record timestamps = event times)."""
+    """Simulated events into the fresh topics (record timestamps = event times).
+
+    `delayed`: the share of events sent late, after events up to `max_delay_ms` newer — with the
+    demo's 5-minute lateness some of them are merely out of order, the others late.
+    """
     TopicAdmin(settings).ensure([TopicSpec(t, partitions=partitions, retention_ms=-1) for t in (trips, pings)])
     rename = {TRIPS_TOPIC: trips, DRIVER_PINGS_TOPIC: pings}
     events = list(simulate(n, seed=seed, start_ms=T0))
+    if delayed:
+        rnd = random.Random(seed)
+        sent_at = [e.event_time + (rnd.randrange(max_delay_ms) if rnd.random() < delayed else 0) for e in events]
+        events = [e for _, _, e in sorted(zip(sent_at, range(len(events)), events, strict=True))]
     with EventProducer(settings) as producer:
         for e in events:
             producer.send(rename[topic_for(e)], e)
     return events
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A group's source events as the definition judges them, from the log as it is in Kafka."""
+
+    accepted: list[dict[str, Any]]  # fields of the accepted events
+    late: dict[tuple[int, int], dict[str, Any]]  # (partition, offset) -> fields of the late ones
+
+
+def judge(settings: KafkaSettings, group: FeatureGroup) -> Judged:
+    """Lateness by its definition: older than the greatest earlier event time of its type in its
+    partition, minus the allowed lateness. (The filter is applied later, by the reference.)"""
+    by_partition: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+    for m in read_all(group.topic, settings):
+        if dict(m.headers() or []).get("event_type") != group.event_type.encode():
+            continue
+        fields = orjson.loads(m.value() or b"")
+        by_partition.setdefault(m.partition() or 0, []).append((m.offset() or 0, fields))
+    accepted: list[dict[str, Any]] = []
+    late: dict[tuple[int, int], dict[str, Any]] = {}
+    for partition, events in by_partition.items():
+        seen = -1
+        for offset, fields in sorted(events, key=lambda e: e[0]):
+            t = fields["event_time"]
+            if t < seen - group.lateness_ms:
+                late[(partition, offset)] = fields
+            else:
+                accepted.append(fields)
+            seen = max(seen, t)
+    return Judged(accepted, late)
 
 
 def fields_of(events: list[Event], event_type: str) -> list[dict[str, Any]]:
