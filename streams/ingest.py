@@ -17,6 +17,7 @@ import orjson
 
 from streams.codec import EventDecoder
 from streams.dlq import DeadLetterWriter
+from streams.events.fields import INT63_MAX
 from streams.events.registry import EVENT_TYPES
 from streams.producer import EventProducer, event_headers
 
@@ -160,7 +161,8 @@ def _produce_untyped(
             raw,
             key=None if key is None else str(key),
             headers=event_headers(cls) if cls else None,
-            timestamp_ms=ts if type(ts) is int and ts >= 0 else None,  # not a bool, which is an int too
+            # Not a bool (an int too), nor beyond Kafka's int64 timestamps (librdkafka would raise).
+            timestamp_ms=ts if type(ts) is int and 0 <= ts <= INT63_MAX else None,
             context=(n, name),
         )
         report.by_type[name] += 1

@@ -133,12 +133,14 @@ def test_produce_without_a_type_dead_letters_what_the_broker_refuses(
     now = int(time.time() * 1000)
     good = [{"event_time": now - i, "n": i} for i in range(10)]
     ahead = {"event_time": now + 2 * 3_600_000, "n": "ahead"}
-    result = runner.invoke(app, ["produce", topic, "--json"], input=lines(*good[:5], ahead, *good[5:]))
+    # Event times that are no record timestamp (a bool, beyond int64) leave it to the producer.
+    odd = ['{"event_time": true, "n": 10}', '{"event_time": 18446744073709551615, "n": 11}']
+    result = runner.invoke(app, ["produce", topic, "--json"], input=lines(*good[:5], ahead, *good[5:], *odd))
     assert result.exit_code == 1, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert (summary["lines"], summary["produced"], summary["dead_lettered"]) == (11, 10, 1)
+    assert (summary["lines"], summary["produced"], summary["dead_lettered"]) == (13, 12, 1)
     assert summary["reasons"] == {"output_rejected": 1}
-    assert sorted(orjson.loads(m.value() or b"")["n"] for m in read_all(topic, kafka_settings)) == list(range(10))
+    assert sorted(orjson.loads(m.value() or b"")["n"] for m in read_all(topic, kafka_settings)) == list(range(12))
     [letter] = [DeadLetter.model_validate_json(m.value() or b"") for m in read_all(Topics().dlq(topic), kafka_settings)]
     assert letter.reason == "output_rejected" and "stdin line 6" in letter.error and "Invalid timestamp" in letter.error
 
