@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
@@ -96,7 +96,7 @@ class HistoryRow:
     event in one hour, written once no accepted event at or before that time can still arrive.
 
     `revision` counts the entity's accepted events up to `event_time`. `forced`: written before
-    the watermark passed it (see `HISTORY_GRACE_MS`).
+    the watermark passed it (see `HISTORY_GRACE_MS`); `at_end`: written at the end of a bounded run.
     """
 
     entity: str
@@ -104,6 +104,7 @@ class HistoryRow:
     revision: int
     values: dict[str, Any]
     forced: bool = False
+    at_end: bool = False
 
 
 @dataclass(frozen=True)
@@ -511,6 +512,14 @@ class GroupEngine:
     def finalize_all(self, state: GroupState) -> list[HistoryRow]:
         """Every open hour: the input is complete (the end of a bounded replay or run)."""
         return self.finalize(state, (max(state.open_hours) + 1) * HOUR_MS if state.open_hours else None)
+
+    def finalize_at_end(self, state: GroupState) -> list[HistoryRow]:
+        """Every open hour, at the end of a bounded run over a live topic (`--until-idle`).
+
+        Exact for the log as it stood; rows are marked `at_end`, since events appended later could
+        still belong to those hours.
+        """
+        return [replace(row, at_end=True) for row in self.finalize_all(state)]
 
     def _history_row(self, entity: str, state: EntityState, hour: int, forced: bool) -> HistoryRow:
         history = state.history

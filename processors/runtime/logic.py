@@ -62,10 +62,10 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, GroupOutput, bytes]):
         return outputs, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[GroupOutput], bool]:
-        # The end of a bounded run: the input is complete, every open hour is final.
+        # The end of a bounded run: every open hour is written, as the log stands.
         outputs = []
         for ref, state in self.states.items():
-            history = self.engines[ref].finalize_all(state)
+            history = self.engines[ref].finalize_at_end(state)
             if history:
                 outputs.append(GroupOutput(ref, self.engines[ref].group.topic, history=history))
         return outputs, StatefulBatchLogic.RETAIN

@@ -64,7 +64,8 @@ class GroupCounts:
     late: int = 0
     updates: int = 0
     history_rows: int = 0
-    history_forced: int = 0
+    history_forced: int = 0  # written before the watermark passed them (a silent source partition)
+    history_at_end: int = 0  # written at the end of a bounded run (--until-idle)
     dead_lettered: Counter[str] = field(default_factory=Counter)
 
 
@@ -101,6 +102,7 @@ class SinkCounters:
                     "dead_lettered": dict(c.dead_lettered),
                     "history_rows": c.history_rows,
                     "history_forced": c.history_forced,
+                    "history_at_end": c.history_at_end,
                 }
                 for ref, c in sorted(self.groups.items())
             },
@@ -168,6 +170,7 @@ class _Partition(StatefulSinkPartition[Any, None]):
         if out.history:
             counts.history_rows += len(out.history)
             counts.history_forced += sum(1 for r in out.history if r.forced)
+            counts.history_at_end += sum(1 for r in out.history if r.at_end)
             self._history.setdefault(out.group, []).extend(history_row(r, "stream") for r in out.history)
         for rej in out.rejected:
             row = rej.row
