@@ -114,7 +114,8 @@ def test_history_rows_are_exact_with_partitions_read_hours_out_of_step(
     # Backfills of the same log, from Kafka and from the archive the processor wrote: exact as well.
     for source, root in (("kafka", tmp_path / "kafka-offline"), ("archive", offline)):
         job = BackfillJob(group, source, T0, T0 + 24 * HOUR_MS, root, tmp_path / f"cp-{source}", chunk_size=300)  # type: ignore[arg-type]
-        run_backfill(job, kafka_settings, lambda: open_store("rocksdb", path=tmp_path / f"db-{source}"))
+        db = tmp_path / f"db-{source}"
+        run_backfill(job, kafka_settings, lambda db=db: open_store("rocksdb", path=db))  # type: ignore[misc]
         rows = _rows(root, group, "backfill")
         _assert_exact(group, judged.accepted, rows)
         assert {(r["entity_key"], r["event_time"] // HOUR_MS) for r in rows} == hours
