@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 AFFRESCO := $(BIN)/affresco
 PYTEST_ARGS ?=
 
-.PHONY: setup jars demo test unit lint fmt bench clean down status schemas
+.PHONY: setup tools jars demo test unit lint fmt bench clean down status schemas
 
 setup: $(STAMP)
 
@@ -22,12 +22,17 @@ $(STAMP): pyproject.toml
 jars: setup
 	$(AFFRESCO) infra fetch
 
+# kcat (Debian) writes records as a non-Python producer would: the tests use it for the wire format.
+tools:
+	@command -v kcat >/dev/null || (apt-get install -y -q kcat >/dev/null || \
+		{ echo "kcat is needed by the tests: install it (apt-get install -y kcat)" >&2; exit 1; })
+
 demo: jars
 	$(AFFRESCO) infra up
 	$(AFFRESCO) demo
 
 # Starts Kafka and Cassandra unless they already run, runs every test, and stops only what it started.
-test: jars
+test: jars tools
 	@bash infra/with-services.sh kafka,cassandra -- $(BIN)/pytest $(PYTEST_ARGS)
 
 unit: setup
@@ -49,7 +54,7 @@ schemas: setup
 bench: jars
 	@bash infra/with-services.sh kafka,cassandra -- sh -c '$(BIN)/python -m bench.produce && \
 		$(BIN)/python -m bench.processor && $(BIN)/python -m bench.freshness && $(BIN)/python -m bench.online_get && \
-		$(BIN)/python -m bench.backfill && $(BIN)/python -m bench.pit_join'
+		$(BIN)/python -m bench.backfill && $(BIN)/python -m bench.pit_join && $(BIN)/python -m bench.recovery'
 
 
 status: setup

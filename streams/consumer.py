@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, cast
@@ -13,14 +14,43 @@ from streams.exceptions import StreamsError
 from streams.settings import KafkaSettings
 from streams.types import KafkaMessage
 
-__all__ = ["EventConsumer", "header", "next_offsets"]
+__all__ = ["EventConsumer", "HeadersError", "header", "message_headers", "next_offsets"]
 
 log = logging.getLogger(__name__)
 
+# Called through methodcaller, never as `msg.headers()`: on a header key that is not UTF-8,
+# confluent-kafka (2.16) returns a header list holding a NULL with the UnicodeDecodeError still
+# set. A plain method call, once CPython has specialized it in a hot loop, skips the check that
+# turns that into an exception, and the next touch of the list crashes the interpreter
+# (segmentation fault); methodcaller goes through the checked call path.
+_HEADERS = operator.methodcaller("headers")
+
+
+class HeadersError(StreamsError):
+    """A record's headers cannot be read (a header key is not UTF-8)."""
+
+
+def message_headers(msg: KafkaMessage) -> Any:
+    """`msg.headers()`, safely: `HeadersError` when a header key is not UTF-8.
+
+    Never call `headers()` on that message again: its cached header list is broken.
+    """
+    try:
+        return _HEADERS(msg)
+    except (UnicodeDecodeError, SystemError) as exc:
+        cause = exc if isinstance(exc, UnicodeDecodeError) else exc.__cause__ or exc.__context__
+        key = cause.object if isinstance(cause, UnicodeDecodeError) and isinstance(cause.object, bytes) else b"?"
+        shown = repr(key) if len(repr(key)) <= 80 else repr(key)[:77] + "..."
+        msg_text = f"expected UTF-8 header keys, got header key {shown}"
+    raise HeadersError(msg_text)
+
 
 def header(msg: KafkaMessage, name: str) -> bytes | None:
-    """The value of one header of a message, or None."""
-    headers = msg.headers() or ()
+    """The value of one header of a message, or None (also when its headers cannot be read)."""
+    try:
+        headers = message_headers(msg) or ()
+    except HeadersError:
+        return None
     items = headers.items() if isinstance(headers, dict) else headers
     for k, v in items:
         if k == name:

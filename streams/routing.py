@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from streams.codec import DEFAULT_MAX_FUTURE_MS, EventDecoder, Rejection
+from streams.consumer import HeadersError, message_headers
 from streams.events.base import Event
 from streams.events.registry import EVENT_TYPES
 from streams.types import KafkaMessage
@@ -112,11 +113,9 @@ class RecordRouter:
         # Runs per record of every topic read: the common case (bytes headers, a known type) takes
         # one dict lookup; anything else goes through the slow paths below.
         try:
-            headers: Any = message.headers()
-        except UnicodeDecodeError as exc:
-            # confluent-kafka decodes header keys itself and raises on the first non-UTF-8 one.
-            key = exc.object if isinstance(exc.object, bytes) else b"?"
-            return Rejection(0, "validation_error", f"expected UTF-8 header keys, got header key {_shown(key)} ({exc})")
+            headers: Any = message_headers(message)
+        except HeadersError as exc:
+            return Rejection(0, "validation_error", str(exc))
         etype: bytes | str | None = None
         version: bytes | str | None = None
         if headers:
