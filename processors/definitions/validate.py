@@ -21,6 +21,9 @@ from streams.exceptions import UnknownEventTypeError
 
 __all__ = ["compile_spec", "load_groups", "yaml_files"]
 
+#: The columns the offline history has beside the features (state.offline.MIRROR_COLUMNS).
+RESERVED_COLUMNS = frozenset({"entity_key", "event_time", "revision", "written_by"})
+
 
 def yaml_files(paths: Iterable[Path]) -> list[Path]:
     """The `.yaml`/`.yml` files named, or found (recursively) in the directories named."""
@@ -176,6 +179,12 @@ class _Semantics:
         if isinstance(name, str):
             if name in seen:
                 self.problem("feature name used twice in this group", item)
+            if name in RESERVED_COLUMNS:
+                self.problem(
+                    f"feature name {name!r} is a column of every row of the group's history; "
+                    f"expected a name other than {', '.join(sorted(RESERVED_COLUMNS))}",
+                    item,
+                )
             seen.add(name)
         agg = item.get("agg")
         expr = item.get("expr")

@@ -97,3 +97,15 @@ def test_durations(text: str, ms: int) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="expected a"):
         parse_duration(text)
+
+
+def test_feature_names_may_not_shadow_the_history_columns() -> None:
+    from processors.definitions import compile_spec
+
+    doc = {
+        "group": "g", "version": 1, "owner": "o", "description": "d", "entity": "zone", "key": "pickup_zone",
+        "source": {"topic": "t", "event_type": "trip_requested"},
+        "features": [{"name": "revision", "agg": "count", "window": "10m"}],
+    }  # fmt: skip
+    group, problems = compile_spec(doc, "g.yaml")
+    assert group is None and ["'revision' is a column of every row" in p.message for p in problems] == [True]
