@@ -1,11 +1,11 @@
 """Sending many writes to Cassandra: a bounded window of `execute_async` futures, and optional
-unlogged batches of rows that share a replica.
+unlogged batches of records that share a replica.
 
-Measured on one 2-core machine running the node too (5,000-row upserts, ~150-byte rows): one
-INSERT per request ~7k rows/s whatever the window (256 or 512); unlogged batches of 10 rows
-~27k rows/s. Batches only group rows whose partitions have the same first replica, stay under
-Cassandra's batch-size warning (5 KiB) and its cross-partition warning (10 partitions), and a row
-too big for a batch travels alone.
+A record is a `Unit`: the statements of one partition, always in one request. Batches only group
+units whose partitions have the same first replica, and stay under Cassandra's batch-size warning
+(5 KiB; each unit's size is an upper bound of what Cassandra counts) and its cross-partition
+warning (10 partitions); a unit too big for a batch travels alone. Measured figures are in
+`store.py`.
 
 cassandra-driver does not block when a connection's socket buffer is full: it fails the request
 with "Connection … is overloaded" (seen here with ~30 MB of 100 kB states in one upsert). Such a
@@ -17,15 +17,15 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from state.exceptions import StoreUnavailableError
 
 if TYPE_CHECKING:
     from cassandra.cluster import ResponseFuture, Session
-    from cassandra.query import PreparedStatement
+    from cassandra.query import BoundStatement
 
-__all__ = ["Request", "execute_windowed", "replica_batches"]
+__all__ = ["Request", "Unit", "execute_windowed", "replica_batches"]
 
 #: How often a request refused by a busy connection is sent, at most.
 _BUSY_ATTEMPTS = 12
@@ -102,47 +102,63 @@ def _is_busy(exc: BaseException) -> bool:
     return bool(causes) and all(isinstance(cause, ConnectionBusy) for cause in causes)
 
 
-def replica_batches(
-    session: Session,
-    keyspace: str,
-    statement: PreparedStatement,
-    rows: Iterable[Sequence[Any]],
-    *,
-    max_rows: int,
-    max_bytes: int,
-    sizes: Iterable[int],
-) -> Iterator[Request]:
-    """`statement` bound to each row, grouped into unlogged batches by the partition's first replica.
+class Unit(NamedTuple):
+    """One record's bound statements, sent in one request, and an upper bound of its batch size."""
 
-    `sizes` gives each row's approximate size in bytes. With `max_rows` 1, every row is its own request.
+    #: Statements of one partition: Cassandra applies them as one mutation, atomically and
+    #: isolated (the first one routes the request).
+    statements: tuple[BoundStatement, ...]
+    #: Bytes Cassandra counts for them against `batch_size_warn_threshold`, or more.
+    size: int
+
+
+def replica_batches(
+    units: Iterable[Unit], *, session: Session, keyspace: str, consistency_level: int, max_units: int, max_bytes: int
+) -> Iterator[Request]:
+    """`units` as unlogged batches: each unit whole, several units only if their partitions share a replica.
+
+    A batch holds at most `max_units` units and `max_bytes` of their sizes; a unit over
+    `max_bytes` travels alone (Cassandra does not size-check a batch of one partition). With
+    `max_units` 1, every unit is its own request.
     """
-    if max_rows <= 1:
-        for row in rows:
-            yield statement, row
-        return
     from cassandra.query import BatchStatement, BatchType
 
+    def batch() -> BatchStatement:
+        return BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=consistency_level)
+
+    def alone(unit: Unit) -> Request:
+        if len(unit.statements) == 1:
+            return unit.statements[0], None
+        single = batch()
+        for statement in unit.statements:
+            single.add(statement)
+        return single, None
+
+    if max_units <= 1:
+        for unit in units:
+            yield alone(unit)
+        return
     metadata = session.cluster.metadata
-    open_batches: dict[Any, tuple[BatchStatement, list[int]]] = {}  # replica -> (batch, [rows, bytes])
-    for row, size in zip(rows, sizes, strict=True):
+    open_batches: dict[Any, tuple[BatchStatement, list[int]]] = {}  # replica -> (batch, [units, bytes])
+    for unit in units:
+        statements, size = unit
         if size >= max_bytes:
-            yield statement, row
+            yield alone(unit)
             continue
-        bound = statement.bind(row)
-        replicas = metadata.get_replicas(keyspace, bound.routing_key)
+        replicas = metadata.get_replicas(keyspace, statements[0].routing_key)
         replica = replicas[0] if replicas else None
         entry = open_batches.get(replica)
         if entry is not None and entry[1][1] + size > max_bytes:
             yield entry[0], None
             entry = None
         if entry is None:
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=statement.consistency_level)
-            entry = open_batches[replica] = (batch, [0, 0])
-        entry[0].add(bound)
+            entry = open_batches[replica] = (batch(), [0, 0])
+        for statement in statements:
+            entry[0].add(statement)
         entry[1][0] += 1
         entry[1][1] += size
-        if entry[1][0] >= max_rows:
+        if entry[1][0] >= max_units:
             yield entry[0], None
             del open_batches[replica]
-    for batch, _ in open_batches.values():
-        yield batch, None
+    for open_batch, _ in open_batches.values():
+        yield open_batch, None

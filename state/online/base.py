@@ -6,8 +6,10 @@ latest event folded in. Every backend (RocksDB, Cassandra) implements `OnlineSto
 same contract tests (`tests/integration/test_online_store_contract.py`):
 
 - `upsert` writes a record only if its version is ≥ the stored one: a replay never regresses to
-  older data, and re-applying a record is idempotent. Several records for one (group, entity) in
-  one call are coalesced first: only the greatest version is written (ties: the last one).
+  older data, and re-applying a record is idempotent. Versions compare as tuples, with no bound on
+  the revision but int64's. Of equal versions the last write wins, whole: values, state and TTL
+  always come from one write. Several records for one (group, entity) in one call are coalesced
+  first: only the greatest version is written (ties: the last one).
 - `get_many` reads any mix of groups and entities in one call (one round trip where the backend
   allows); a record whose TTL has run out reads as `None`.
 - Checkpoints are small named blobs (e.g. consumed offsets) kept in the same store.
@@ -51,11 +53,13 @@ FeatureValue = float | int | str | bool | None
 #: (group, entity): the key of one record.
 RecordKey = tuple[str, str]
 
-#: Revisions order records of equal event time; they fit in the microseconds of a millisecond,
-#: which is how the Cassandra backend turns a version into a write timestamp.
-MAX_REVISION = 999
-#: The greatest event time (UTC ms) whose version still fits a signed 64-bit microsecond count.
-MAX_EVENT_TIME = (2**63 - 1 - MAX_REVISION) // 1000
+#: Revisions order records of equal event time: any signed 64-bit value ≥ 0 (both backends store
+#: an int64). A busy entity may take thousands of revisions within one millisecond.
+MAX_REVISION = 2**63 - 1
+#: The greatest event time (UTC ms) accepted, about year 294,000: its microseconds still fit a
+#: signed 64-bit count (how Arrow, Parquet and Cassandra count time), and adding a TTL of up to
+#: 20 years stays within int64. Anything near it is a unit mistake, not a date.
+MAX_EVENT_TIME = (2**63 - 1) // 1000
 
 
 def wall_clock_ms() -> int:
@@ -67,9 +71,10 @@ def wall_clock_ms() -> int:
 class OnlineRecord:
     """The latest state of one entity of one feature group.
 
-    `event_time` is the UTC epoch milliseconds of the latest event folded in; `revision` (0 to 999)
-    orders two records of the same event time (the greater wins). Together they are the record's
-    `version`. `state` is opaque processor state stored beside the values (b"" when unused).
+    `event_time` is the UTC epoch milliseconds of the latest event folded in; `revision` (0 to
+    `MAX_REVISION`) orders two records of the same event time (the greater wins). Together they are
+    the record's `version`, compared as a tuple. `state` is opaque processor state stored beside the
+    values (b"" when unused); a backend stores values and state as one unit, never mixing writes.
 
     >>> OnlineRecord("zone_demand", "zone-7", 1_700_000_000_000, {"requests_10m": 3}).version
     (1700000000000, 0)
@@ -208,12 +213,14 @@ class OnlineStore(ABC):
         """Write each record whose version is ≥ the stored version of its (group, entity).
 
         Records of one (group, entity) are coalesced first (greatest version; ties: the last).
+        A record of a version equal to the stored one replaces it entirely — values, state and
+        TTL — so of equal versions the last write wins, in one call and across calls (Cassandra:
+        the last by the writing clients' clocks, i.e. the driver's client-side timestamps). A
+        stored record is always one write's, never a mix of two.
         With `ttl_ms`, a record reads as missing once `now > event_time + ttl_ms`; records already
         expired by the wall clock are not written at all. `checkpoint=(name, data)` is written
         with the records: atomically where the backend allows (RocksDB), otherwise only after
         every record was acknowledged (Cassandra) — a checkpoint never runs ahead of the data.
-        Two different records with the same version are a caller error: which one is kept then
-        depends on the backend.
         """
         self._check_writable("upsert")
         if ttl_ms is not None and (type(ttl_ms) is not int or ttl_ms <= 0):
@@ -261,9 +268,10 @@ class OnlineStore(ABC):
     def delete_group(self, group: str) -> None:
         """Remove every record of `group` (checkpoints are kept).
 
-        Meant for retiring a group. Rebuild a group under a new name (e.g. a new version): on
-        Cassandra, the deletion shadows records of a version ≤ the deleted one until the
-        tombstones are purged (`gc_grace_seconds`), so replaying the same events would not show.
+        Meant for retiring or rebuilding a group: records written after it returns read normally,
+        whatever their version, so replaying the same events rebuilds the group. A record of a
+        greater version written while it runs survives (Cassandra deletes each entity's versions
+        up to the one its scan found).
         """
         self._check_writable("delete_group")
         if type(group) is not str or not group or "\x00" in group:
@@ -307,7 +315,7 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def _write(self, records: list[OnlineRecord], ttl_ms: int | None, checkpoint: tuple[str, bytes] | None) -> None:
-        """Write coalesced records (one per key) unless the stored version is greater."""
+        """Write coalesced records (one per key) unless the stored version is greater (equal: replace)."""
 
     @abstractmethod
     def _read(self, keys: list[RecordKey], now_ms: int) -> dict[RecordKey, OnlineRecord]:

@@ -53,7 +53,7 @@ class RocksDBOptions(BaseSettings):
     version_cache_entries: int = Field(
         250_000,
         ge=0,
-        description="Versions of recently written keys kept in memory so upserts skip reading them (~150 B each).",
+        description="Versions of recently written keys kept in memory so upserts skip reading them (~200 B each).",
     )
     background_jobs: int = Field(2, ge=1, description="Flush and compaction threads.")
 

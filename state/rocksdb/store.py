@@ -15,7 +15,9 @@ Both were exercised against an owner upserting ~80k records/s with 1 MB memtable
 flushes and compactions): hundreds of read-only opens and thousands of secondary reads, no error.
 
 An upsert reads the stored versions of the batch with one multi-get, then writes the winners
-(and an optional checkpoint) in one atomic `WriteBatch`.
+(and an optional checkpoint) in one atomic `WriteBatch`. Versions compare as (event_time,
+revision) tuples; a record of a version equal to the stored one replaces it (the last write
+wins), and a record is one value, so values and state always come from one write.
 
 >>> with RocksDBStore(RocksDBOptions(path="/tmp/online")) as store:       # doctest: +SKIP
 ...     store.upsert([OnlineRecord("zone_demand", "zone-7", 1_700_000_000_000, {"requests_10m": 3})])
@@ -63,7 +65,7 @@ class RocksDBStore(OnlineStore):
         self._scratch: Path | None = None
         # Versions this process wrote, so an upsert need not read them back. Exact because the
         # read_write owner is the only writer (RocksDB's lock).
-        self._versions: dict[bytes, int] = {}
+        self._versions: dict[bytes, tuple[int, int]] = {}
         self._caught_up_at = float("-inf")
         self._write_options = self.options.write_options()
         self._db = self._open()
@@ -117,12 +119,13 @@ class RocksDBStore(OnlineStore):
         keys = [record_key(record.group, record.entity) for record in records]
         versions = self._stored_versions(keys)
         batch = rocksdict.WriteBatch(raw_mode=True)
-        written: dict[bytes, int] = {}
+        written: dict[bytes, tuple[int, int]] = {}
         for key, record, stored in zip(keys, records, versions, strict=True):
-            version = record.event_time * 1000 + record.revision
+            version = (record.event_time, record.revision)
             if stored is not None and version < stored:
                 continue
-            expires_at = NEVER if ttl_ms is None else record.event_time + ttl_ms
+            # Clamped: a TTL of centuries on a far event time would not fit the int64.
+            expires_at = NEVER if ttl_ms is None else min(record.event_time + ttl_ms, NEVER)
             batch.put(key, encode_record(record, expires_at))
             written[key] = version
         if checkpoint is not None:
@@ -131,20 +134,19 @@ class RocksDBStore(OnlineStore):
             self._db.write(batch, self._write_options)
         self._remember(written)
 
-    def _stored_versions(self, keys: list[bytes]) -> list[int | None]:
-        """The stored version (event_time·1000 + revision) of each key: from the cache, else one multi-get."""
+    def _stored_versions(self, keys: list[bytes]) -> list[tuple[int, int] | None]:
+        """The stored version (event_time, revision) of each key: from the cache, else one multi-get."""
         cache = self._versions
-        versions: list[int | None] = [cache.get(key) for key in keys]
+        versions: list[tuple[int, int] | None] = [cache.get(key) for key in keys]
         missing = [index for index, version in enumerate(versions) if version is None]
         if missing:
             stored = cast(list[bytes | None], self._db.get([keys[index] for index in missing]))
             for index, data in zip(missing, stored, strict=True):
                 if data is not None:
-                    event_time, revision = decode_version(data, keys[index])
-                    versions[index] = event_time * 1000 + revision
+                    versions[index] = decode_version(data, keys[index])
         return versions
 
-    def _remember(self, written: dict[bytes, int]) -> None:
+    def _remember(self, written: dict[bytes, tuple[int, int]]) -> None:
         limit = self.options.version_cache_entries
         if not limit:
             return

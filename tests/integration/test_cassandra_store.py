@@ -1,10 +1,15 @@
-"""What the Cassandra backend adds to the contract: the version is the write timestamp, the TTL is
-Cassandra's own, both read modes agree, and failures surface (real node, fresh keyspace)."""
+"""What the Cassandra backend adds to the contract: the version is the clustering key and older
+versions are pruned, the record is one cell with Cassandra's TTL, batches never draw the node's
+size warning, `delete_group` spares newer writes, both read modes agree, and failures surface
+(real node, fresh keyspace)."""
 
 from __future__ import annotations
 
+import logging
+import random
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -37,16 +42,73 @@ def store(settings: Any) -> Iterator[CassandraStore]:
         yield opened
 
 
-def test_the_version_is_the_write_timestamp_and_the_ttl_is_cassandras(store: CassandraStore) -> None:
+def rows(store: CassandraStore, group: str, entity: str) -> list[Any]:
+    """The stored rows of one entity, greatest version first."""
+    return list(
+        store._session.execute(
+            f"SELECT event_time, revision, TTL(record), WRITETIME(record) FROM {store.where} "
+            'WHERE "group" = %s AND entity = %s',
+            (group, entity),
+        )
+    )
+
+
+def test_one_row_per_entity_one_cell_with_cassandras_ttl(store: CassandraStore) -> None:
     group, now = f"g_{uuid.uuid4().hex[:8]}", wall_clock_ms()
-    store.upsert([OnlineRecord(group, "e", now, {"x": 1}, b"", 7)], ttl_ms=3_600_000)
-    row = store._session.execute(
-        f'SELECT WRITETIME("values"), TTL("values"), expires_at FROM {store.where} WHERE "group" = %s AND entity = %s',
-        (group, "e"),
-    ).one()
-    assert row[0] == now * 1000 + 7
-    assert 3_590 <= row[1] <= 3_600
-    assert row[2] == now + 3_600_000
+    store.upsert([OnlineRecord(group, "e", now - 5, {"x": 0}, b"", 2**40)], ttl_ms=3_600_000)
+    store.upsert([OnlineRecord(group, "e", now, {"x": 1}, b"s", 7)], ttl_ms=3_600_000)
+    ((event_time, revision, ttl_s, written_us),) = rows(store, group, "e")  # the older version is pruned
+    assert (event_time, revision) == (now, 7)
+    assert 3_590 <= ttl_s <= 3_600
+    # A client-side write time (the wall clock), no longer derived from the version.
+    assert abs(written_us - wall_clock_ms() * 1000) < 60_000_000
+
+
+def test_a_stale_version_written_late_stays_below_unread(store: CassandraStore) -> None:
+    group = f"g_{uuid.uuid4().hex[:8]}"
+    newer = OnlineRecord(group, "e", NOW, {"x": 2}, b"new", 10)
+    store.upsert([newer])
+    store.upsert([OnlineRecord(group, "e", NOW, {"x": 1}, b"old", 5)])
+    assert [tuple(row[:2]) for row in rows(store, group, "e")] == [(NOW, 10), (NOW, 5)]
+    assert store.get(group, "e") == newer
+    newest = OnlineRecord(group, "e", NOW + 1, {"x": 3}, b"newest", 0)
+    store.upsert([newest])
+    assert [tuple(row[:2]) for row in rows(store, group, "e")] == [(NOW + 1, 0)]
+    assert store.get(group, "e") == newest
+
+
+def test_batches_never_draw_the_batch_size_warning(settings: Any, caplog: pytest.LogCaptureFixture) -> None:
+    # Records around the size where a few fill a 5 KiB batch; the node sends its warning to the
+    # client too, which the driver logs as "Server warning: Batch for … is of size …".
+    rng = random.Random(5)
+    group = f"g_{uuid.uuid4().hex[:8]}"
+    records = [
+        OnlineRecord(
+            group, f"e{i}", NOW, {"s": "x" * rng.randint(10, 700)}, bytes(rng.choice((0, rng.randrange(1_500))))
+        )
+        for i in range(3_000)
+    ]
+    with CassandraStore(settings) as store, caplog.at_level(logging.WARNING, logger="cassandra"):
+        store.upsert(records)
+        rewritten = [replace(r, revision=1) for r in records]
+        store.upsert(rewritten)
+        assert store.get_many([r.key for r in rewritten[:50]]) == {r.key: r for r in rewritten[:50]}
+    assert [r.getMessage() for r in caplog.records if "Server warning" in r.getMessage()] == []
+
+
+def test_delete_group_spares_a_greater_version_written_after_its_scan(store: CassandraStore) -> None:
+    group = f"g_{uuid.uuid4().hex[:8]}"
+    store.upsert([OnlineRecord(group, f"e{i}", NOW, {"i": i}, b"", 3) for i in range(3)])
+    scanned = list(store._group_versions(group))
+    assert sorted(scanned) == [(f"e{i}", NOW, 3) for i in range(3)]
+    newer = OnlineRecord(group, "e1", NOW, {"i": 1}, b"newer", 4)
+    store.upsert([newer])
+    store._delete_up_to(group, scanned)
+    assert store.get_many([(group, f"e{i}") for i in range(3)]) == {
+        (group, "e0"): None,
+        (group, "e1"): newer,
+        (group, "e2"): None,
+    }
 
 
 def test_both_read_modes_agree(settings: Any) -> None:

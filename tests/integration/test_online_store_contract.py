@@ -7,17 +7,22 @@ Each test writes under fresh group names instead of cleaning up.
 from __future__ import annotations
 
 import itertools
+import random
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from state.exceptions import InvalidRecordError, StoreClosedError
 from state.online import OnlineRecord, OnlineStore, open_store
-from state.online.base import wall_clock_ms
+from state.online.base import MAX_REVISION, wall_clock_ms
 
 pytestmark = pytest.mark.integration
 
@@ -31,22 +36,30 @@ DAY_MS = 86_400_000
 NOW = wall_clock_ms()
 
 
+@dataclass(frozen=True)
+class Backend:
+    open: Callable[[], OnlineStore]
+    #: Whether the stores `open` returns share one database (Cassandra: so several may write at
+    #: once), or each gets its own (RocksDB: one owner per database).
+    shared: bool
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Any]]:
-    """A factory opening a store on this module's database (RocksDB: a new directory each time)."""
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    """Opens stores on this module's database (RocksDB: a new directory each time)."""
     if request.param == "rocksdb":
 
         def open_rocksdb() -> OnlineStore:
             return open_store("rocksdb", path=tmp_path_factory.mktemp("rocksdb") / "db")
 
-        yield open_rocksdb
+        yield Backend(open_rocksdb, shared=False)
         return
     settings_ = request.getfixturevalue("cassandra_settings")
     keyspace = f"test_{uuid.uuid4().hex[:12]}"
     options = {**settings_.model_dump(), "keyspace": keyspace}
     if request.param == "cassandra-unbatched":
         options["write_batch_rows"] = 1
-    yield lambda: open_store("cassandra", **options)
+    yield Backend(lambda: open_store("cassandra", **options), shared=True)
     from state.cassandra.session import close, connect
 
     session = connect(settings_)
@@ -57,8 +70,8 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="module")
-def store(backend: Callable[[], OnlineStore]) -> Iterator[OnlineStore]:
-    with backend() as opened:
+def store(backend: Backend) -> Iterator[OnlineStore]:
+    with backend.open() as opened:
         yield opened
 
 
@@ -138,6 +151,7 @@ def test_older_version_never_overwrites_newer(store: OnlineStore, group: str) ->
     store.upsert([newer])
     store.upsert([record(group, "e", NOW - 1)])
     store.upsert([record(group, "e", NOW - 1, revision=999)])
+    store.upsert([record(group, "e", NOW - 1, revision=MAX_REVISION)])
     assert store.get(group, "e") == newer
 
 
@@ -174,6 +188,128 @@ def test_greater_revision_wins_at_equal_event_time(store: OnlineStore, group: st
     assert store.get(group, "e") == record(group, "e", NOW, revision=2)
     store.upsert([record(group, "e", NOW, revision=0)])
     assert store.get(group, "e") == record(group, "e", NOW, revision=2)
+
+
+def test_revisions_have_no_cap_below_int64(store: OnlineStore, group: str) -> None:
+    for revision in (999, 1_000, 65_536, 2**31, 2**32 + 1, MAX_REVISION - 1, MAX_REVISION):
+        store.upsert([record(group, "e", NOW, revision)])
+        assert store.get(group, "e") == record(group, "e", NOW, revision)
+    store.upsert([record(group, "e", NOW, 1_000)])
+    assert store.get(group, "e") == record(group, "e", NOW, MAX_REVISION)
+
+
+def test_a_rewrite_of_an_equal_version_replaces_the_record_entirely(store: OnlineStore, group: str) -> None:
+    store.upsert([OnlineRecord(group, "e", NOW, {"a": 1, "b": 2.5}, b"first state", 1_234)], ttl_ms=DAY_MS)
+    second = OnlineRecord(group, "e", NOW, {"c": "three"}, b"", 1_234)
+    store.upsert([second])  # no TTL now: the rewrite's own lifetime counts
+    assert store.get(group, "e") == second
+    assert store.get(group, "e", now_ms=NOW + 10 * DAY_MS) == second
+    third = OnlineRecord(group, "e", NOW, {}, b"third", 1_234)
+    store.upsert([third], ttl_ms=DAY_MS)
+    assert store.get(group, "e") == third
+    assert store.get(group, "e", now_ms=NOW + DAY_MS + 1) is None
+
+
+# -- many updates of one entity: the greatest version, whole ---------------------------------
+
+
+def whole(group: str, entity: str, event_time: int, revision: int, writer: int = 0) -> OnlineRecord:
+    """A record whose state encodes its own version and values, so a torn record is detectable.
+
+    Its values sort up with `writer` and its state down: a store settling ties cell by cell (by
+    the greater bytes, as Cassandra does) would pick values and state from different writers.
+    """
+    values = {"writer": writer, "revision": revision, "tag": f"{entity}/{revision}/{writer}"}
+    body = orjson.dumps({"version": [event_time, revision], "values": values})
+    return OnlineRecord(group, entity, event_time, values, bytes([255 - writer]) + body * (1 + revision % 3), revision)
+
+
+def assert_whole(read: OnlineRecord | None) -> OnlineRecord:
+    """`read` exists, and its values and state come from one write of its version."""
+    assert read is not None
+    body = read.state[1 : 1 + (len(read.state) - 1) // (1 + read.revision % 3)]
+    assert orjson.loads(body) == {"version": list(read.version), "values": read.values}, read
+    assert read == whole(read.group, read.entity, read.event_time, read.revision, read.values["writer"])  # type: ignore[arg-type]
+    return read
+
+
+#: Revisions of one entity at one event time, well past 999 (the cap revisions once had).
+REVISIONS = 3_000
+ENTITIES = ("busy-0", "busy-1", "busy-2")
+
+
+def shuffled_writes(group: str, seed: int, writers: int = 1) -> list[list[OnlineRecord]]:
+    """Per writer, its share of every entity's revisions 0..REVISIONS, shuffled together.
+
+    Each writer also writes the greatest version, with a payload of its own: writers tie there.
+    """
+    rng = random.Random(seed)
+    shares: list[list[OnlineRecord]] = [[] for _ in range(writers)]
+    for entity in ENTITIES:
+        for revision in range(REVISIONS):
+            shares[revision % writers].append(whole(group, entity, NOW, revision, revision % writers))
+        for writer in range(writers):
+            shares[writer].append(whole(group, entity, NOW, REVISIONS, writer))
+    for share in shares:
+        rng.shuffle(share)
+    return shares
+
+
+def calls(records: list[OnlineRecord], seed: int, largest: int) -> list[list[OnlineRecord]]:
+    """`records` cut into upsert calls of 1 to `largest` records."""
+    rng = random.Random(seed)
+    out, start = [], 0
+    while start < len(records):
+        size = rng.randint(1, largest)
+        out.append(records[start : start + size])
+        start += size
+    return out
+
+
+@pytest.mark.parametrize("ttl_ms", [None, DAY_MS], ids=["no-ttl", "ttl"])
+@pytest.mark.parametrize("split", ["one-call", "across-calls"])
+def test_many_revisions_of_one_entity_keep_the_greatest_whole(
+    store: OnlineStore, group: str, ttl_ms: int | None, split: str
+) -> None:
+    (writes,) = shuffled_writes(group, seed=11)
+    for batch in [writes] if split == "one-call" else calls(writes, seed=12, largest=24):
+        store.upsert(batch, ttl_ms=ttl_ms)
+    result = store.get_many([(group, entity) for entity in ENTITIES])
+    assert result == {(group, entity): whole(group, entity, NOW, REVISIONS) for entity in ENTITIES}
+    later = store.get(group, ENTITIES[0], now_ms=NOW + 2 * DAY_MS)
+    assert later == (None if ttl_ms else whole(group, ENTITIES[0], NOW, REVISIONS))
+
+
+@pytest.mark.parametrize("ttl_ms", [None, DAY_MS], ids=["no-ttl", "ttl"])
+def test_concurrent_out_of_order_writers_keep_the_greatest_version_whole(
+    backend: Backend, store: OnlineStore, group: str, ttl_ms: int | None
+) -> None:
+    writers = 4
+    shares = shuffled_writes(group, seed=21, writers=writers)
+    plans = [calls(share, seed=22 + writer, largest=16) for writer, share in enumerate(shares)]
+    if backend.shared:
+        # Each writer its own store (its own connections and client clock), all at once.
+        start = threading.Barrier(writers)
+
+        def write(plan: list[list[OnlineRecord]]) -> None:
+            with backend.open() as own:
+                start.wait(timeout=60)
+                for batch in plan:
+                    own.upsert(batch, ttl_ms=ttl_ms)
+
+        with ThreadPoolExecutor(writers) as pool:
+            for done in [pool.submit(write, plan) for plan in plans]:
+                done.result()
+    else:
+        # One owner per database: the writers' calls interleave in a random order instead.
+        turns = [writer for writer, plan in enumerate(plans) for _ in plan]
+        random.Random(23).shuffle(turns)
+        pending = [iter(plan) for plan in plans]
+        for writer in turns:
+            store.upsert(next(pending[writer]), ttl_ms=ttl_ms)
+    for entity in ENTITIES:
+        read = assert_whole(store.get(group, entity))
+        assert read.version == (NOW, REVISIONS)  # whichever writer's tie came last
 
 
 # -- TTL ---------------------------------------------------------------------------------------
@@ -272,6 +408,15 @@ def test_delete_group_removes_only_that_group(store: OnlineStore) -> None:
     assert store.get(doomed, "e1") == newer
 
 
+def test_a_group_deleted_then_replayed_reads_again(store: OnlineStore, group: str) -> None:
+    written = [whole(group, f"e{i}", NOW, 5_000 + i) for i in range(5)]
+    store.upsert(written)
+    store.delete_group(group)
+    assert store.get(group, "e0") is None
+    store.upsert(written)  # the same versions: a replay
+    assert store.get_many([r.key for r in written]) == {r.key: r for r in written}
+
+
 def test_delete_group_of_an_unknown_group_is_a_no_op(store: OnlineStore) -> None:
     store.delete_group(fresh_group())
 
@@ -307,7 +452,9 @@ def test_checkpoint_written_with_an_upsert(store: OnlineStore, group: str) -> No
         ({"entity": ""}, "entity must be a non-empty str"),
         ({"event_time": -1}, "event_time must be UTC epoch ms"),
         ({"event_time": True}, "event_time must be an int"),
-        ({"revision": 1000}, "revision must be in [0, 999]"),
+        ({"revision": -1}, f"revision must be in [0, {MAX_REVISION}]"),
+        ({"revision": MAX_REVISION + 1}, f"revision must be in [0, {MAX_REVISION}]"),
+        ({"revision": 1.0}, "revision must be an int"),
         ({"values": [1, 2]}, "values must be a dict"),
         ({"state": "text"}, "state must be bytes"),
     ],
@@ -335,8 +482,8 @@ def test_bad_arguments_are_refused(store: OnlineStore, group: str) -> None:
         store.write_checkpoint("", b"")
 
 
-def test_closed_store_refuses_use(backend: Callable[[], OnlineStore], group: str) -> None:
-    with backend() as other:
+def test_closed_store_refuses_use(backend: Backend, group: str) -> None:
+    with backend.open() as other:
         other.upsert([record(group, "e")])
     assert other.closed
     other.close()  # idempotent
@@ -346,7 +493,7 @@ def test_closed_store_refuses_use(backend: Callable[[], OnlineStore], group: str
         other.upsert([record(group, "e")])
 
 
-# -- property: the final record is the max-version record --------------------------------------
+# -- property: the final record is the max-version record, the last of equal ones -------------
 
 _writes = st.lists(
     st.tuples(st.integers(0, 3), st.integers(0, 4), st.integers(0, 2)),  # entity, event_time offset, revision
@@ -362,13 +509,13 @@ def test_final_record_is_the_max_version_record(
 ) -> None:
     group = fresh_group()
 
-    def make(entity: int, offset: int, revision: int) -> OnlineRecord:
-        # Equal versions are identical records, as the contract requires.
+    def make(index: int, entity: int, offset: int, revision: int) -> OnlineRecord:
+        # Equal versions differ by `index`: of those, the last write wins.
         return OnlineRecord(
-            group, f"e{entity}", NOW + offset, {"v": f"{offset}.{revision}"}, bytes([offset, revision]), revision
+            group, f"e{entity}", NOW + offset, {"v": f"{offset}.{revision}", "i": index}, bytes([index]), revision
         )
 
-    records = [make(*write) for write in writes]
+    records = [make(index, *write) for index, write in enumerate(writes)]
     bounds = sorted({0, len(records), *(cut for cut in cuts if cut < len(records))})
     for start, end in itertools.pairwise(bounds):
         store.upsert(records[start:end])
@@ -376,7 +523,7 @@ def test_final_record_is_the_max_version_record(
     expected: dict[tuple[str, str], OnlineRecord] = {}
     for written in records:
         best = expected.get(written.key)
-        if best is None or written.version > best.version:
+        if best is None or written.version >= best.version:
             expected[written.key] = written
     keys = [(group, f"e{entity}") for entity in range(4)]
     assert store.get_many(keys) == {key: expected.get(key) for key in keys}

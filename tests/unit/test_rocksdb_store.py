@@ -1,9 +1,11 @@
 """What the RocksDB backend adds to the contract: readers beside the owner, its version cache,
-`purge_expired`, options, and the errors of a missing driver (no server needed)."""
+records of the older format, `purge_expired`, options, and the errors of a missing driver (no
+server needed)."""
 
 from __future__ import annotations
 
 import re
+import struct
 import subprocess
 import sys
 import textwrap
@@ -12,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from state.exceptions import BackendMissingError, ReadOnlyStoreError, StoreUnavailableError
+from state.exceptions import BackendMissingError, CorruptRecordError, ReadOnlyStoreError, StoreUnavailableError
 from state.online import OnlineRecord, open_store
 from state.online.base import wall_clock_ms
 from state.rocksdb import RocksDBOptions, RocksDBStore
@@ -39,6 +41,48 @@ def test_a_tiny_version_cache_stays_exact(tmp_path: Path) -> None:
         store.upsert([rec(f"e{i}", NOW + (i % 2)) for i in range(50)])
         result = store.get_many([("g", f"e{i}") for i in range(50)])
         assert result == {("g", f"e{i}"): rec(f"e{i}", NOW + (i % 2)) for i in range(50)}
+
+
+@pytest.mark.parametrize("cache", [250_000, 0], ids=["cached", "uncached"])
+def test_versions_compare_as_tuples(tmp_path: Path, cache: int) -> None:
+    # (t, 1000) and (t + 1, 0) were one number, t·1000 + revision, before revisions outgrew 999.
+    newer = OnlineRecord("g", "e", NOW + 1, {"v": "newer"}, b"", 0)
+    with RocksDBStore(RocksDBOptions(path=tmp_path, version_cache_entries=cache)) as store:
+        store.upsert([newer])
+        store.upsert([OnlineRecord("g", "e", NOW, {"v": "older"}, b"", 1_000)])
+        assert store.get("g", "e") == newer
+        store.upsert([OnlineRecord("g", "e", NOW + 1, {"v": "equal"}, b"replaced", 0)])
+        assert store.get("g", "e") == OnlineRecord("g", "e", NOW + 1, {"v": "equal"}, b"replaced", 0)
+
+
+def format_1(event_time: int, revision: int, expires_at: int, values: bytes, state: bytes) -> bytes:
+    """A record as written before format 2: a uint16 revision."""
+    return struct.pack("<BqHqI", 1, event_time, revision, expires_at, len(values)) + values + state
+
+
+def test_records_of_format_1_are_still_read_and_versioned(tmp_path: Path) -> None:
+    with RocksDBStore(RocksDBOptions(path=tmp_path)) as store:
+        store._db.put(b"g\x00old", format_1(NOW, 999, NOW + 60_000, b'{"t":1}', b"tiles"))
+        store._db.put(b"g\x00gone", format_1(NOW, 7, NOW + 60_000, b"{}", b""))
+        assert store.get("g", "old", now_ms=NOW) == OnlineRecord("g", "old", NOW, {"t": 1}, b"tiles", 999)
+        store.upsert([OnlineRecord("g", "old", NOW, {"t": 0}, b"", 998)])  # older: refused
+        assert store.get("g", "old", now_ms=NOW) == OnlineRecord("g", "old", NOW, {"t": 1}, b"tiles", 999)
+        assert store.purge_expired(now_ms=NOW + 120_000) == 2  # expires_at of format 1 is read too
+        newer = OnlineRecord("g", "old", NOW, {"t": 2}, b"", 5_000)
+        store.upsert([newer])
+        assert store.get("g", "old") == newer
+        assert store._db.get(b"g\x00old")[0] == 2  # rewritten in format 2
+
+
+def test_an_unknown_record_format_is_reported_with_the_key(tmp_path: Path) -> None:
+    with RocksDBStore(RocksDBOptions(path=tmp_path)) as store:
+        store._db.put(b"g\x00e", bytes([9]) + bytes(40))
+        with pytest.raises(
+            CorruptRecordError, match=r"key b'g\\x00e': unknown record format 9, expected one of \[1, 2\]"
+        ):
+            store.get("g", "e")
+        with pytest.raises(CorruptRecordError, match="unknown record format 9"):
+            store.upsert([rec("e")])
 
 
 def test_a_second_owner_is_refused_with_a_hint(tmp_path: Path) -> None:
