@@ -51,9 +51,10 @@ def build_flow(
     groups: Sequence[FeatureGroup], output: OutputConfig, options: ProcessorOptions, counters: SinkCounters
 ) -> Dataflow:
     """source topics (routed, validated) → per-shard batches → per-shard state → sink."""
-    wanted: dict[str, set[type[Event]]] = {}
+    wanted: dict[str, list[type[Event]]] = {}
     for g in groups:
-        wanted.setdefault(g.topic, set()).add(g.event_class)
+        if g.event_class not in wanted.setdefault(g.topic, []):
+            wanted[g.topic].append(g.event_class)
     topics = sorted(wanted)
     flow = Dataflow("affresco_" + "_".join(sorted(g.name for g in groups)))
     source = PollingKafkaSource(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,7 +152,7 @@ class PollingKafkaSource(FixedPartitionedSource[DecodedPoll, SourceResume]):
     def __init__(
         self,
         settings: KafkaSettings,
-        wanted: dict[str, Iterable[type[Event]]],
+        wanted: Mapping[str, Iterable[type[Event]]],
         *,
         tail: bool,
         batch_size: int,
