@@ -23,7 +23,8 @@ from backfill.source import Chunk, SourceKind, count_planned, read_chunks
 from processors.definitions import FeatureGroup
 from processors.engine import HOUR_MS, EntityState, EntityUpdate, GroupEngine, GroupState, HistoryRow, SourceRow
 from processors.records import history_row, online_record
-from state.offline import ParquetMirror, remove_stale_temporaries
+from state.offline import ParquetMirror
+from state.offline.temporaries import remove_stale_temporaries
 from state.online import OnlineStore
 from streams.admin import TopicAdmin
 from streams.exceptions import TopicError

@@ -23,7 +23,7 @@ from processors.runtime.logic import ShardLogic
 from processors.runtime.shards import ShardRouter
 from processors.runtime.sink import OutputConfig, ProcessorSink, SinkCounters
 from processors.runtime.source import PollingKafkaSource
-from state.offline import remove_stale_temporaries
+from state.offline.temporaries import remove_stale_temporaries
 from streams.admin import TopicAdmin
 from streams.events.base import Event
 from streams.exceptions import TopicError
@@ -41,7 +41,8 @@ class ProcessorOptions:
     batch_size: int = 5000
     shards: int = 4
     # Each epoch snapshots all shard state (cost grows with entities) and flushes the Parquet buffers;
-    # outputs do not wait for it, so a longer epoch costs no freshness, only replay after a crash.
+    # input waits while it does (bench/recovery.py: 0.1-0.4 s per snapshot of the demo's state), so a
+    # short epoch costs throughput and lag; a long one costs replay after a crash.
     epoch_s: float = 5.0
     recovery_dir: Path | None = None
     archive: bool = True

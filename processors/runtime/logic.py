@@ -12,6 +12,7 @@ import pickle
 from bytewax.operators import StatefulBatchLogic
 
 from processors.engine import HISTORY_GRACE_MS, GroupEngine, GroupState
+from processors.resources import gc_paused
 from processors.runtime.items import GroupOutput, ShardBatch
 
 __all__ = ["ShardLogic"]
@@ -25,7 +26,8 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, GroupOutput, bytes]):
         self.partitions = partitions  # source topic -> partition count
         self.states: dict[str, GroupState] = {}  # group ref -> state (one group per shard key)
         if resume is not None:
-            self.states = pickle.loads(resume)  # our own snapshot
+            with gc_paused():  # millions of small objects at once: no collection passes over them meanwhile
+                self.states = pickle.loads(resume)  # our own snapshot
 
     def _state(self, ref: str) -> GroupState:
         state = self.states.get(ref)

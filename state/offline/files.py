@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from state.exceptions import MirrorError
 from state.offline.layout import HOUR_MS, PARTITION_COLUMNS, PARTITIONING, hour_partition, partition_filter
 
-__all__ = ["read_partitioned", "remove_stale_temporaries", "write_partitioned"]
+__all__ = ["read_partitioned", "write_partitioned"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def write_partitioned(base: Path, table: pa.Table, *, compression: str, durable:
 
     Each file is written under a hidden temporary name (`.part-….<pid>.parquet.tmp`, which readers
     and globs skip) and renamed into place, so a crash never leaves half a file where readers look;
-    `remove_stale_temporaries` deletes what a killed writer left. With `durable`, the file and its
+    `state.offline.temporaries` deletes what a killed writer left. With `durable`, the file and its
     folder are fsynced too.
     """
     if table.num_rows == 0:
@@ -52,32 +52,6 @@ def write_partitioned(base: Path, table: pa.Table, *, compression: str, durable:
         start = end
     logger.debug("wrote %d rows in %d file(s) under %s", table.num_rows, len(written), base)
     return written
-
-
-def remove_stale_temporaries(root: Path) -> int:
-    """Delete the temporary files under `root` whose writer is gone (killed mid-write); returns how many.
-
-    A writer's process id is in the name, so files of a writer still running (another processor,
-    a backfill) are kept.
-    """
-    removed = 0
-    for path in Path(root).glob("**/.part-*.parquet.tmp"):
-        pid = path.name.removesuffix(".parquet.tmp").rpartition(".")[2]
-        if pid.isdigit() and _alive(int(pid)):
-            continue
-        path.unlink(missing_ok=True)
-        removed += 1
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def read_partitioned(
