@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from streams.settings import KafkaSettings
+if TYPE_CHECKING:
+    from streams.settings import KafkaSettings
 
 __all__ = ["BootstrapOption", "err_console", "fail", "kafka_settings", "parse_time_ms"]
 
@@ -27,6 +28,8 @@ BootstrapOption = typer.Option(
 
 def kafka_settings(bootstrap_servers: str | None) -> KafkaSettings:
     """Settings from the environment, with the command line's bootstrap servers if given."""
+    from streams.settings import KafkaSettings
+
     settings = KafkaSettings()
     if bootstrap_servers:
         settings = settings.model_copy(update={"bootstrap_servers": bootstrap_servers})

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from affresco.settings import PlatformSettings
-from state.online import OnlineStore, open_store
+if TYPE_CHECKING:
+    from affresco.settings import PlatformSettings
+    from state.online import OnlineStore
 
 __all__ = ["StoreKind", "open_online_store"]
 
@@ -14,6 +15,8 @@ StoreKind = Literal["rocksdb", "cassandra"]
 
 def open_online_store(settings: PlatformSettings, kind: str | None = None, *, read_only: bool = False) -> OnlineStore:
     """The online store; RocksDB opens read-only when another process (a processor) may own it."""
+    from state.online import open_store
+
     chosen = kind or settings.online_store
     if chosen == "rocksdb":
         options: dict[str, object] = {"path": settings.rocksdb_path}

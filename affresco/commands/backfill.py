@@ -6,26 +6,15 @@ import json
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeRemainingColumn
-from rich.text import Text
 
 from affresco.commands._common import BootstrapOption, err_console, fail, kafka_settings, parse_time_ms
 from affresco.commands._stores import open_online_store
 from affresco.commands.process import resolve_groups
-from affresco.settings import PlatformSettings
-from backfill import BackfillJob, run_backfill
 from processors.exceptions import ProcessorsError
 from state.exceptions import StateError
 from streams.exceptions import StreamsError
 
 __all__ = ["backfill", "consistency"]
-
-
-class _RateColumn(ProgressColumn):
-    """Records per second, averaged by rich over the recent updates."""
-
-    def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:,.0f} records/s" if task.speed else "", style="progress.data.speed")
 
 
 def backfill(
@@ -40,6 +29,10 @@ def backfill(
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:
     """Compute historical values and write them to the offline store; resumes if interrupted."""
+    from affresco.commands._progress import records_progress
+    from affresco.settings import PlatformSettings
+    from backfill import BackfillJob, run_backfill
+
     if source not in ("kafka", "archive"):
         msg = f"expected kafka or archive, got {source!r}"
         raise typer.BadParameter(msg, param_hint="--source")
@@ -55,16 +48,7 @@ def backfill(
             resolved, source, start_ms, end_ms, settings.offline, settings.data_dir.absolute() / "backfill",  # type: ignore[arg-type]
             chunk_size=chunk, load_online=load_online,
         )  # fmt: skip
-        progress = Progress(
-            TextColumn(f"backfill {resolved.ref}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.completed:,} records"),
-            _RateColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-        )
+        progress = records_progress(f"backfill {resolved.ref}", err_console)
         with progress:
             task = progress.add_task("backfill", total=None)
 
@@ -89,6 +73,7 @@ def consistency(
 
     Exit code 1 when any value differs.
     """
+    from affresco.settings import PlatformSettings
     from backfill.consistency import check_consistency
 
     settings = PlatformSettings()

@@ -11,8 +11,8 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import click
 import typer
 from rich.console import Console
 from rich.rule import Rule
@@ -20,15 +20,11 @@ from typer.main import get_command
 
 import processors
 from affresco.commands._common import fail, kafka_settings
-from affresco.settings import PlatformSettings
-from streams.admin import TopicAdmin
-from streams.consumer import header
-from streams.events import TripCompleted
 from streams.exceptions import StreamsError
-from streams.replay import ReplayRange, plan_replay, replay
-from streams.settings import KafkaSettings
-from streams.sim import DRIVER_PINGS_TOPIC, TRIPS_TOPIC
-from streams.topics import Topics
+
+if TYPE_CHECKING:
+    from streams.events import TripCompleted
+    from streams.settings import KafkaSettings
 
 __all__ = ["demo"]
 
@@ -60,7 +56,7 @@ def _run(args: list[str], *, input_text: str | None = None, expect_exit: int = 0
         # Without standalone mode, click returns a command's exit code instead of exiting.
         result = command.main(args=args, standalone_mode=False)
         code = result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
     finally:
         sys.stdin = saved
@@ -73,6 +69,11 @@ def demo(
     seed: int = typer.Option(7, "--seed", help="Simulation seed."),
 ) -> None:
     """Run the platform end to end: simulate a marketplace into Kafka, compute features, read them."""
+    from affresco.settings import PlatformSettings
+    from streams.admin import TopicAdmin
+    from streams.sim import DRIVER_PINGS_TOPIC, TRIPS_TOPIC
+    from streams.topics import Topics
+
     settings = kafka_settings(None)
     try:
         admin = TopicAdmin(settings, timeout_s=5.0)
@@ -148,6 +149,9 @@ def demo(
 
 def _has_history_since(settings: KafkaSettings, start: datetime) -> bool:
     """Whether the trips topic already holds the demo's history from its first hour (else the demo simulates it)."""
+    from streams.replay import ReplayRange, plan_replay
+    from streams.sim import TRIPS_TOPIC
+
     since = int(start.timestamp() * 1000)
     first_hour = ReplayRange(start_ms=since, end_ms=since + 3_600_000)
     return any(r.size for r in plan_replay(TRIPS_TOPIC, first_hour, settings))
@@ -155,6 +159,11 @@ def _has_history_since(settings: KafkaSettings, start: datetime) -> bool:
 
 def _recent_trip(settings: KafkaSettings) -> TripCompleted | None:
     """The last completed trip of the simulated history (to pick entities worth looking at)."""
+    from streams.consumer import header
+    from streams.events import TripCompleted
+    from streams.replay import ReplayRange, replay
+    from streams.sim import TRIPS_TOPIC
+
     found: TripCompleted | None = None
     for batch in replay(TRIPS_TOPIC, ReplayRange(), settings):
         for m in batch:

@@ -6,23 +6,23 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import typer
 from rich.console import Console
 
+import streams
 from affresco.commands._common import BootstrapOption, err_console, fail, kafka_settings, parse_time_ms
-from streams.admin import TopicAdmin, TopicSpec
-from streams.codec import EventDecoder
-from streams.dlq import DeadLetterWriter
-from streams.events.registry import EVENT_TYPES, event_class
 from streams.exceptions import StreamsError, UnknownEventTypeError
-from streams.follow import follow
-from streams.ingest import ingest_lines
-from streams.producer import EventProducer
-from streams.schemas import SCHEMA_DIR, export_schemas, render_schemas
+
+if TYPE_CHECKING:
+    from streams.admin import TopicSpec
+    from streams.codec import EventDecoder
 
 __all__ = ["produce", "schemas_app", "tail"]
+
+# streams.schemas.SCHEMA_DIR, without importing the event models for every command's --help.
+SCHEMA_DIR = Path(streams.__file__).parent / "schemas"
 
 schemas_app = typer.Typer(help="JSON Schemas of every event type.", no_args_is_help=True)
 console = Console()
@@ -51,6 +51,13 @@ def produce(
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:
     """Produce JSON lines to TOPIC. With --type, invalid lines go to the DLQ and the exit code is 1."""
+    from streams.admin import TopicAdmin
+    from streams.codec import EventDecoder
+    from streams.dlq import DeadLetterWriter
+    from streams.events.registry import event_class
+    from streams.ingest import ingest_lines
+    from streams.producer import EventProducer
+
     decoder: EventDecoder | None = None
     settings = kafka_settings(bootstrap_servers)
     if event_type is not None:
@@ -118,6 +125,8 @@ def produce(
 
 
 def _default_spec(topic: str) -> TopicSpec:
+    from streams.admin import TopicSpec
+
     # Topics created implicitly keep everything: users produce historical event times here too.
     return TopicSpec(topic, partitions=4, retention_ms=-1)
 
@@ -134,6 +143,8 @@ def tail(
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:
     """Print records of TOPIC as JSON lines (follows new records until --max / --idle-timeout / Ctrl-C)."""
+    from streams.follow import follow
+
     since_ms = parse_time_ms(since, "--since") if since else None
     n = 0
     try:
@@ -180,6 +191,8 @@ def schemas_export(
     out: Path = typer.Option(SCHEMA_DIR, "--out", "-o", help="Directory to write <event_type>.v<N>.schema.json to."),
 ) -> None:
     """Write the JSON Schema of every event type (the checked-in copies live in streams/schemas/)."""
+    from streams.schemas import export_schemas
+
     paths = export_schemas(out)
     console.print(f"wrote {len(paths)} schemas to {out}")
 
@@ -187,6 +200,8 @@ def schemas_export(
 @schemas_app.command("list")
 def schemas_list() -> None:
     """List event types with their schema version and key field."""
+    from streams.events.registry import EVENT_TYPES
+
     for name, cls in sorted(EVENT_TYPES.items()):
         typer.echo(f"{name}\tv{cls.schema_version}\tkey={cls.key_field}")
 
@@ -194,6 +209,9 @@ def schemas_list() -> None:
 @schemas_app.command("show")
 def schemas_show(event_type: str = typer.Argument(..., help="Event type, e.g. trip_requested.")) -> None:
     """Print the JSON Schema of one event type."""
+    from streams.events.registry import event_class
+    from streams.schemas import render_schemas
+
     try:
         cls = event_class(event_type)
     except UnknownEventTypeError as exc:

@@ -13,11 +13,7 @@ from rich.table import Table
 
 from affresco.commands._common import BootstrapOption, err_console, fail, kafka_settings
 from affresco.commands._stores import open_online_store
-from affresco.settings import PlatformSettings
-from processors.definitions import load_groups
-from processors.engine import EntityState, GroupEngine
 from processors.exceptions import ProcessorsError
-from processors.registry import FeatureRegistry
 from state.exceptions import StateError
 from streams.exceptions import StreamsError
 
@@ -40,6 +36,9 @@ def apply(
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:
     """Validate every definition (all problems at once) and register the groups' versions."""
+    from processors.definitions import load_groups
+    from processors.registry import FeatureRegistry
+
     try:
         groups = load_groups(paths)
     except ProcessorsError as exc:
@@ -59,6 +58,8 @@ def apply(
 @app.command("list")
 def list_groups(bootstrap_servers: str | None = BootstrapOption) -> None:
     """Every registered group version, with its status."""
+    from processors.registry import FeatureRegistry
+
     try:
         records = FeatureRegistry(kafka_settings(bootstrap_servers)).records()
     except StreamsError as exc:
@@ -84,6 +85,8 @@ def describe(
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:
     """The registered definition of a group version, as JSON."""
+    from processors.registry import FeatureRegistry
+
     try:
         [(_, rec)] = FeatureRegistry(kafka_settings(bootstrap_servers)).resolve([group])
     except (ProcessorsError, StreamsError) as exc:
@@ -112,6 +115,8 @@ def deprecate(
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:
     """Mark a group version deprecated (it keeps working; users are warned)."""
+    from processors.registry import FeatureRegistry
+
     try:
         rec = FeatureRegistry(kafka_settings(bootstrap_servers)).deprecate(group, version, reason)
     except (ProcessorsError, StreamsError) as exc:
@@ -127,6 +132,9 @@ def get(
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:
     """Print the current values of one entity as JSON (as of its latest event, and as of now)."""
+    from affresco.settings import PlatformSettings
+    from processors.registry import FeatureRegistry
+
     if store not in (None, "rocksdb", "cassandra"):
         msg = f"expected rocksdb or cassandra, got {store!r}"
         raise typer.BadParameter(msg, param_hint="--store")
@@ -153,5 +161,7 @@ def get(
     }
     if record.state and now >= record.event_time:
         # Windows keep sliding after the last event: the same kernel gives the values as of now.
+        from processors.engine import EntityState, GroupEngine
+
         out["values_now"] = GroupEngine(compiled).values(EntityState.from_bytes(record.state), now)
     typer.echo(json.dumps(out, indent=2))

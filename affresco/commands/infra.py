@@ -6,16 +6,17 @@ import json
 import logging
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
 from affresco.commands._common import fail
-from infra import DEFAULT_SERVICES, InfraError, InfraSettings, LocalInfra, ServiceStatus, UpResult
+
+if TYPE_CHECKING:
+    from infra import LocalInfra, ServiceStatus, UpResult
 
 __all__ = ["app"]
 
@@ -65,6 +66,8 @@ def up(
     verbose: bool = VerboseOption,
 ) -> None:
     """Start the servers (Kafka by default) and wait until they answer; reuse any already running."""
+    from infra import DEFAULT_SERVICES, InfraError
+
     services = {s.value for s in only} if only else set(DEFAULT_SERVICES) | {s.value for s in with_}
     infra = _infra(data_dir, verbose)
     try:
@@ -89,6 +92,8 @@ def down(
     verbose: bool = VerboseOption,
 ) -> None:
     """Stop the servers `up` started (SIGTERM, then SIGKILL after AFFRESCO_INFRA_STOP_TIMEOUT_S)."""
+    from infra import InfraError
+
     infra = _infra(data_dir, verbose)
     try:
         stopped = infra.down({s.value for s in only} or None)
@@ -104,6 +109,8 @@ def status(
     verbose: bool = VerboseOption,
 ) -> None:
     """Show each server: running or stopped, pid, address, and whether it answers a real client query."""
+    from infra import InfraError
+
     infra = _infra(data_dir, verbose)
     try:
         statuses = infra.status()
@@ -125,6 +132,8 @@ def fetch(
     verbose: bool = VerboseOption,
 ) -> None:
     """Download the server jars from Maven Central with `mvn` (once; `up` does it when needed)."""
+    from infra import InfraError
+
     infra = _infra(data_dir, verbose)
     try:
         fetched = infra.fetch({s.value for s in only} or None, force=force)
@@ -135,6 +144,10 @@ def fetch(
 
 
 def _infra(data_dir: Path | None, verbose: bool) -> LocalInfra:
+    from pydantic import ValidationError
+
+    from infra import InfraSettings, LocalInfra
+
     _configure_logging(verbose)
     try:
         settings = InfraSettings(data_dir=data_dir) if data_dir is not None else InfraSettings()
@@ -145,6 +158,8 @@ def _infra(data_dir: Path | None, verbose: bool) -> LocalInfra:
 
 def _configure_logging(verbose: bool) -> None:
     """Progress from `infra/` on stderr; driver chatter only when it matters."""
+    from rich.logging import RichHandler
+
     handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False, log_time_format="[%X]")
     for name in ("infra", "state"):
         logger = logging.getLogger(name)

@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from affresco.commands._common import BootstrapOption, fail, kafka_settings
 from affresco.commands._stores import open_online_store
-from affresco.settings import PlatformSettings
-from processors.definitions import FeatureGroup, load_groups
 from processors.exceptions import ProcessorsError
-from processors.registry import FeatureRegistry
 from streams.exceptions import StreamsError
+
+if TYPE_CHECKING:
+    from processors.definitions import FeatureGroup
 
 __all__ = ["app", "resolve_groups"]
 
@@ -28,12 +29,16 @@ console = Console(stderr=True)
 def resolve_groups(names: list[str], definitions: Path | None, bootstrap: str | None) -> list[FeatureGroup]:
     """Groups by name (or name:vN), from YAML when `definitions` is given, else from the registry."""
     if definitions is not None:
+        from processors.definitions import load_groups
+
         by_name = {g.name: g for g in load_groups([definitions])} | {g.ref: g for g in load_groups([definitions])}
         missing = [n for n in names if n not in by_name]
         if missing:
             msg = f"{', '.join(missing)} not defined in {definitions} (defined: {', '.join(sorted(by_name))})"
             raise typer.BadParameter(msg, param_hint="GROUPS")
         return [by_name[n] for n in names]
+    from processors.registry import FeatureRegistry
+
     registry = FeatureRegistry(kafka_settings(bootstrap))
     groups = []
     for group, rec in registry.resolve(names):
@@ -70,6 +75,7 @@ def run(
     Crash-safe: state and offsets are snapshotted every epoch; after a kill the processor resumes
     from the last snapshot and its idempotent, event-time-versioned writes never regress a value.
     """
+    from affresco.settings import PlatformSettings
     from processors.runtime.flow import ProcessorOptions, run_processor
     from processors.runtime.sink import OutputConfig
 

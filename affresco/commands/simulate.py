@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -9,20 +10,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import takewhile
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import typer
-from confluent_kafka import KafkaException
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from affresco.commands._common import BootstrapOption, err_console, fail, kafka_settings, parse_time_ms
-from streams.admin import TopicAdmin
-from streams.events.base import Event
 from streams.exceptions import StreamsError
-from streams.producer import EventProducer
-from streams.sim import domain_topic_specs, topic_for
-from streams.sim import simulate as simulate_events
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from streams.admin import TopicAdmin
+    from streams.events.base import Event
+    from streams.producer import EventProducer
 
 __all__ = ["simulate"]
 
@@ -83,6 +84,8 @@ def _paced(
     events: Iterator[Event], total: int, pacer: _Pacer, progress: Progress, stats: _RunStats, prefix: str
 ) -> Iterator[Event]:
     """Count, pace and show progress of events on their way out."""
+    from streams.sim import topic_for
+
     task = progress.add_task("simulating", total=total)
     for i, event in enumerate(events, start=1):
         yield event
@@ -113,6 +116,8 @@ def _write_lines(events: Iterator[Event], out: BinaryIO, *, live: bool) -> bool:
 def _produce(events: Iterator[Event], producer: EventProducer, prefix: str) -> bool:
     """Produce to each event's topic; returns True when interrupted (Ctrl-C). Raises `ProduceError`
     when some records were not delivered within the flush timeout."""
+    from streams.sim import topic_for
+
     interrupted = False
     try:
         for i, event in enumerate(events, start=1):
@@ -177,6 +182,11 @@ def simulate(
 
     Sorted by event time; the same --seed and --start give the same events. Topics keep records forever.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from streams.sim import domain_topic_specs
+    from streams.sim import simulate as simulate_events
+
     if rate is not None and as_fast_as_possible:
         msg = "give either --rate or --as-fast-as-possible, not both"
         raise typer.BadParameter(msg, param_hint="--rate")
@@ -217,12 +227,15 @@ def simulate(
             with Path(out).open("wb") as fh:
                 interrupted = _write_lines(stream, fh, live=rate is not None)
         else:
+            from confluent_kafka import KafkaException
+
             settings = kafka_settings(bootstrap_servers)
             destination = f"Kafka at {settings.bootstrap_servers}"
+            admin_cls, producer_cls = _kafka_clients()
             try:
                 # Fails fast (TopicError) when no broker answers, instead of queueing into the void.
-                TopicAdmin(settings, timeout_s=5.0).ensure(domain_topic_specs(partitions, topic_prefix))
-                producer = EventProducer(settings)
+                admin_cls(settings, timeout_s=5.0).ensure(domain_topic_specs(partitions, topic_prefix))
+                producer = producer_cls(settings)
                 interrupted = _produce(stream, producer, topic_prefix)
                 delivered = producer.delivered
             except (StreamsError, KafkaException) as exc:
@@ -230,3 +243,23 @@ def simulate(
     _summary(stats, time.monotonic() - started, destination, delivered)
     if interrupted:
         raise typer.Exit(130)
+
+
+def _kafka_clients() -> tuple[type[TopicAdmin], type[EventProducer]]:
+    """The Kafka clients, read off this module (see `__getattr__`) so that tests can replace them."""
+    module = sys.modules[__name__]
+    return module.TopicAdmin, module.EventProducer
+
+
+def __getattr__(name: str) -> object:
+    """`TopicAdmin` and `EventProducer`, imported when first used instead of by every command's --help."""
+    if name == "TopicAdmin":
+        from streams.admin import TopicAdmin
+
+        return TopicAdmin
+    if name == "EventProducer":
+        from streams.producer import EventProducer
+
+        return EventProducer
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

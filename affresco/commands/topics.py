@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.table import Table
 
 from affresco.commands._common import BootstrapOption, fail, kafka_settings
-from streams.admin import TopicAdmin, TopicSpec
 from streams.exceptions import StreamsError
 
 __all__ = ["app"]
@@ -41,6 +40,8 @@ def create(
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:
     """Create a topic; does nothing if it exists already (idempotent)."""
+    from streams.admin import TopicAdmin, TopicSpec
+
     spec = TopicSpec(name, partitions, retention_ms, compacted, _parse_config(config))
     try:
         created = TopicAdmin(kafka_settings(bootstrap_servers)).ensure([spec])
@@ -55,6 +56,8 @@ def list_topics(
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:
     """List topic names, one per line."""
+    from streams.admin import TopicAdmin
+
     try:
         names = TopicAdmin(kafka_settings(bootstrap_servers)).names(include_internal=internal)
     except StreamsError as exc:
@@ -70,6 +73,8 @@ def describe(
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:
     """Partitions (leader, offsets, message count) and the topic's non-default config."""
+    from streams.admin import TopicAdmin
+
     try:
         desc = TopicAdmin(kafka_settings(bootstrap_servers)).describe(name)
     except StreamsError as exc:

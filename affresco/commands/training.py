@@ -9,25 +9,19 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from affresco.commands._common import BootstrapOption, err_console, fail, kafka_settings
 from affresco.commands.process import resolve_groups
-from affresco.settings import PlatformSettings
-from backfill.resources import peak_rss_mb
-from backfill.source import read_chunks
-from backfill.training import FeatureRequest, label_times, point_in_time_join
-from processors.engine import SourceRow
 from processors.exceptions import ProcessorsError
 from state.exceptions import StateError
-from streams.codec import Rejection
-from streams.events.registry import event_class
 from streams.exceptions import StreamsError, UnknownEventTypeError
-from streams.replay import ReplayRange, replay
-from streams.routing import Accepted, RecordRouter
-from streams.settings import KafkaSettings
+
+if TYPE_CHECKING:
+    from processors.engine import SourceRow
+    from streams.settings import KafkaSettings
 
 __all__ = ["training_set"]
 
@@ -48,6 +42,11 @@ def _parse_features(text: str) -> dict[str, list[str]]:
 
 def _labels_from_topic(topic: str, label_type: str, settings: KafkaSettings) -> tuple[list[dict[str, Any]], int]:
     """Valid label events as rows, and how many records of the type were invalid (skipped, counted)."""
+    from streams.codec import Rejection
+    from streams.events.registry import event_class
+    from streams.replay import ReplayRange, replay
+    from streams.routing import Accepted, RecordRouter
+
     try:
         cls = event_class(label_type)
     except UnknownEventTypeError as exc:
@@ -88,6 +87,11 @@ def training_set(
     """Build a point-in-time-correct training set: every feature as of each label's time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from affresco.settings import PlatformSettings
+    from backfill.resources import peak_rss_mb
+    from backfill.source import read_chunks
+    from backfill.training import FeatureRequest, label_times, point_in_time_join
 
     if source not in ("kafka", "archive"):
         msg = f"expected kafka or archive, got {source!r}"

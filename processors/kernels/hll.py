@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 __all__ = [
     "HLL_P",
@@ -77,6 +76,8 @@ _ARROW_FROM = 1000  # below this many values, converting to Arrow costs more tha
 
 def hll_hashes(values: Sequence[Any]) -> np.ndarray:
     """`hll_hash` of every value (int64 array), computed once per distinct value (ids repeat)."""
+    import pyarrow as pa  # here only: the kernels and the definitions need no Arrow, `features get` should not pay it
+
     array = None
     if len(values) >= _ARROW_FROM:
         try:
