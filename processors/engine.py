@@ -445,12 +445,14 @@ class GroupEngine:
         for entity, s in zip(uniques, touched, strict=True):
             self._evict(s, keep)
             row = last_seen[entity]
+            values = self.values(s, s.u)
+            s.last_values = (s.rev, values)
             updates.append(
                 EntityUpdate(
                     entity=entity,
                     event_time=s.u,
                     revision=s.rev,
-                    values=self.values(s, s.u),
+                    values=values,
                     partition=row.partition,
                     offset=row.offset,
                     state=s.to_bytes(),
@@ -525,6 +527,16 @@ class GroupEngine:
         history = state.history
         assert history is not None  # an entity in open_hours has an open hour
         mark = history.hours.pop(hour)
+        cached = state.last_values
+        if cached is not None and cached[0] == state.rev and mark.u == state.u:
+            # No accepted event is later than this hour's last one, so the values as of it are those
+            # of the entity's last update (computed from the same state: `rev` has not moved since).
+            for f in self._row_level:
+                before, in_hour = history.final_rows.get(f.name), mark.rows.get(f.name)
+                pair = in_hour if before is None else (before if in_hour is None else last_wins(before, in_hour))
+                if pair is not None:
+                    history.final_rows[f.name] = pair
+            return self._close_hour(entity, state, history, mark, dict(cached[1]), forced)
         values: dict[str, Any] = {}
         for f in self.group.features:
             if f.window is not None:
@@ -536,6 +548,12 @@ class GroupEngine:
                 if pair is not None:
                     history.final_rows[f.name] = pair
                 values[f.name] = None if pair is None else pair[1]
+        return self._close_hour(entity, state, history, mark, values, forced)
+
+    @staticmethod
+    def _close_hour(
+        entity: str, state: EntityState, history: EntityHistory, mark: OpenHour, values: dict[str, Any], forced: bool
+    ) -> HistoryRow:
         history.final_rev += mark.n
         if not history.hours:
             state.history = None
@@ -547,11 +565,12 @@ def _window_tiles(feature: Feature, tiles: TileMap, retained: TileMap, t: int) -
     spec = feature.window
     assert spec is not None
     last = t // spec.hop_ms
-    out: TileMap = {}
-    for k in range(last - spec.tiles + 1, last + 1):
-        partial = merge_partial(spec.agg, retained.get(k), tiles.get(k))
-        if partial is not None:
-            out[k] = partial
+    first = last - spec.tiles + 1
+    # Only the tiles that exist (an entity of a week-long window may have a handful of its 168).
+    out: TileMap = {k: p for k, p in tiles.items() if first <= k <= last}
+    for k, partial in retained.items():
+        if first <= k <= last:
+            out[k] = merge_partial(spec.agg, partial, out.get(k))
     return out
 
 

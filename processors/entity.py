@@ -64,6 +64,12 @@ class EntityState:
     # Tiles that left the online state (older than its window as of u) but a history row may still
     # need: one of an open hour, or of an hour an event not yet read could still open.
     retained: dict[str, TileMap] = field(default_factory=dict)
+    # (rev, values as of u) of the last update: an hour's history row when no event came after it.
+    # A cache: not pickled into snapshots (recomputed when missing).
+    last_values: tuple[int, dict[str, Any]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "last_values": None}
 
     def to_bytes(self) -> bytes:
         """Compact bytes for the online store (serving recomputes values as of now from them).

@@ -41,7 +41,7 @@ class SourceResume:
 
 
 #: How far in record time a source partition may read ahead of the others of its topic.
-MAX_SKEW_MS = 15 * 60_000
+MAX_SKEW_MS = 60 * 60_000
 #: A partition with nothing to read for this long stops holding the others back.
 IDLE_AFTER_S = 1.0
 
