@@ -80,7 +80,7 @@ def test_processor_computes_reference_values_into_the_store(
                 record = records[(group.ref, entity)]
                 assert record is not None, (group.ref, entity)
                 expected = group_values_as_of(group, rows, u)[entity]
-                assert (record.event_time, record.revision) == (u, min(n, 999))
+                assert (record.event_time, record.revision) == (u, n)
                 assert record.values == _approx(expected), (group.ref, entity)
                 assert updates[entity].values == _approx(expected)
                 assert updates[entity].event_time == u
