@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import typer
 from rich.console import Console
@@ -30,6 +30,15 @@ console = Console()
 
 def _text(raw: str | bytes | None) -> str | None:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+
+
+def _headers_of(msg: Any) -> dict[str, str | None]:
+    from streams.consumer import HeadersError, message_headers
+
+    try:
+        return {h[0]: _text(h[1]) for h in (message_headers(msg) or [])}
+    except HeadersError as exc:
+        return {"(unreadable)": str(exc)}
 
 
 def _lines(stream: BinaryIO) -> Iterator[bytes]:
@@ -170,7 +179,7 @@ def tail(
                             "offset": msg.offset(),
                             "timestamp": msg.timestamp()[1],
                             "key": _text(key),
-                            "headers": {h[0]: _text(h[1]) for h in (msg.headers() or [])},
+                            "headers": _headers_of(msg),
                             "value": decoded,
                         }
                     )
