@@ -55,18 +55,34 @@ class _RunStats:
 
 
 class _Pacer:
-    """Sleeps so that event i goes out no earlier than i/rate seconds after the start (wall clock)."""
+    """Sleeps so that event i goes out no earlier than i/rate seconds after the start (wall clock),
+    and, when pacing, never before its own event time: a paced stream is a live one (event times are
+    now, not ahead of it, which receivers would refuse as future events)."""
 
     def __init__(self, rate: float | None) -> None:
         self.rate = rate
         self.started = time.monotonic()
 
-    def wait(self, sent: int) -> None:
+    def wait(self, sent: int, next_event_time_ms: int | None = None) -> None:
         if self.rate is None:
             return
         ahead = self.started + sent / self.rate - time.monotonic()
+        if next_event_time_ms is not None:
+            ahead = max(ahead, next_event_time_ms / 1000 - time.time())
         if ahead > 0.002:  # skip micro-sleeps: they cost more than they pace
             time.sleep(ahead)
+
+
+def _until_too_far_ahead(events: Iterator[Event], horizon_ms: int) -> Iterator[Event]:
+    for event in events:
+        if event.event_time >= horizon_ms:
+            err_console.print(
+                f"stopped before {_iso(horizon_ms)}: later event times are too far ahead of now to be accepted "
+                "(give --rate for a live stream, or an earlier --start)",
+                highlight=False,
+            )
+            return
+        yield event
 
 
 def _iso(ms: int) -> str:
@@ -88,11 +104,11 @@ def _paced(
 
     task = progress.add_task("simulating", total=total)
     for i, event in enumerate(events, start=1):
+        pacer.wait(i - 1, event.event_time)
         yield event
         stats.add(event, topic_for(event, prefix))
         if i % _PROGRESS_EVERY == 0:
             progress.update(task, completed=i)
-        pacer.wait(i)
 
 
 def _write_lines(events: Iterator[Event], out: BinaryIO, *, live: bool) -> bool:
@@ -164,7 +180,9 @@ def simulate(
         help="Stop before the first event at or after this time (ISO-8601 or epoch ms); --events stays a cap.",
     ),
     rate: float | None = typer.Option(
-        None, "--rate", help="Pace output to R events per wall-clock second (e.g. to watch a live stream)."
+        None,
+        "--rate",
+        help="Pace output to at most R events per wall-clock second, none before its event time (a live stream).",
     ),
     as_fast_as_possible: bool = typer.Option(
         False, "--as-fast-as-possible", help="No pacing (the default when --rate is not given)."
@@ -216,6 +234,12 @@ def simulate(
     generated: Iterator[Event] = simulate_events(events, seed, start_ms)
     if until_ms is not None:
         generated = takewhile(lambda e: e.event_time < until_ms, generated)
+    elif rate is None:
+        # Unpaced events run ahead of the clock; past the allowed future skew every receiver (and the
+        # broker, for record timestamps) would refuse them: stop there.
+        from streams.settings import KafkaSettings
+
+        generated = _until_too_far_ahead(generated, int(time.time() * 1000) + KafkaSettings().max_future_ms)
     stream = _paced(generated, events, _Pacer(rate), progress, stats, topic_prefix)
     delivered: int | None = None
     with progress:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import statistics
@@ -426,6 +427,21 @@ def test_cli_paces_to_the_rate() -> None:
     result = runner.invoke(_app(), ["simulate", "-n", "30", "--rate", "100", "--start", str(START), "--out", "-"])
     assert result.exit_code == 0, result.output
     assert time.monotonic() - began >= 0.28  # 30 events at 100/s: the last one leaves after 0.3 s
+
+
+def test_cli_never_writes_events_receivers_would_refuse_as_future(tmp_path: Path) -> None:
+    # From now, unpaced: the simulated hours run ahead of the clock; it stops at the allowed skew.
+    out = tmp_path / "now.jsonl"
+    result = runner.invoke(_app(), ["simulate", "-n", "20000", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    times = [json.loads(line)["event_time"] for line in out.read_text().splitlines()]
+    assert 0 < len(times) < 20000 and max(times) < time.time() * 1000 + 3_600_000
+    assert "too far ahead" in _said(result.stderr)
+    # Paced from now: a live stream, no event before its time.
+    paced = runner.invoke(_app(), ["simulate", "-n", "3", "--rate", "1000", "--out", "-"])
+    assert paced.exit_code == 0, paced.output
+    last = max(json.loads(line)["event_time"] for line in paced.stdout.splitlines())
+    assert last <= time.time() * 1000  # held until its time: the third event is seconds after the first
 
 
 def test_cli_fails_clearly_when_kafka_is_unreachable() -> None:
