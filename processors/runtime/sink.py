@@ -28,11 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from pydantic import ValidationError
 
 from processors.definitions import FeatureGroup
+from processors.engine import EntityUpdate
 from processors.records import feature_update_event, history_row, online_record
 from processors.runtime.items import ArchiveBatch, ArchiveRow, DeadLetterBatch, DeadLetterItem, GroupOutput, TopicCounts
+from state.exceptions import StateError
 from state.online import OnlineRecord, OnlineStore
 from streams.dlq import DeadLetterWriter
 from streams.events.platform import FeatureUpdate
@@ -156,9 +160,13 @@ class _Partition(StatefulSinkPartition[Any, None]):
         counts.updates += len(out.updates)
         feature_topic = self.topics.features(group.name)
         for u in out.updates:
-            records.append(online_record(group, u))
-            if self.config.emit_feature_updates:
-                event = feature_update_event(group, u)
+            try:
+                records.append(online_record(group, u))
+                event = feature_update_event(group, u) if self.config.emit_feature_updates else None
+            except (ValidationError, StateError) as exc:  # a value no output can hold: never a crash
+                self._unwritable(out, u, exc)
+                continue
+            if event is not None:
                 self.producer.send_raw(
                     feature_topic,
                     event.model_dump_json().encode(),
@@ -180,6 +188,16 @@ class _Partition(StatefulSinkPartition[Any, None]):
                 group.event_type, out.group, rej.step,
             )  # fmt: skip
             self._dead_letter(item)
+
+    def _unwritable(self, out: GroupOutput, update: EntityUpdate, exc: Exception) -> None:
+        error = f"{out.group}: the update of {update.entity!r} as of {update.event_time} cannot be written: {exc}"
+        value = orjson.dumps(update.values, default=repr)
+        item = DeadLetterItem(
+            out.source_topic, update.partition, update.offset, update.entity.encode(), value, "processing_error",
+            error[:20_000], "feature_update", out.group, "produce feature update",
+        )  # fmt: skip
+        self.counters.groups[out.group].dead_lettered["processing_error"] += 1
+        self._dead_letter(item)
 
     def _dead_letter(self, d: DeadLetterItem) -> None:
         self.dlq.send(

@@ -117,3 +117,22 @@ def test_raw_events_are_archived(kafka_settings: KafkaSettings, unique: Callable
         e.trip_id + e.type_name()
         for e in trip_events  # type: ignore[attr-defined]
     )
+
+
+def test_an_update_no_output_can_hold_is_dead_lettered_not_fatal(
+    kafka_settings: KafkaSettings, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    trips, pings = unique("trips"), unique("pings")
+    produce_simulation(kafka_settings, trips, pings, n=600)
+    doc = group_docs(trips, pings)[0]
+    # A string feature longer than a FeatureUpdate value may be (2,000 characters).
+    doc["features"] = [*doc["features"], {"name": "long", "expr": f"concat({', '.join(['trip_id'] * 200)})"}]
+    [group] = compile_groups([doc])
+    output = OutputConfig(kafka_settings, lambda: open_store("rocksdb", path=tmp_path / "db"), None)
+    counters = run_processor([group], output, ProcessorOptions(until_idle=True, archive=False))
+    assert counters.groups[group.ref].accepted > 0 and counters.updates > 0
+    letters = [DeadLetter.model_validate_json(m.value() or b"") for m in read_all(Topics().dlq(trips), kafka_settings)]
+    assert letters and all((d.reason, d.step, d.group) == ("processing_error", "produce feature update", group.ref)
+                           for d in letters)  # fmt: skip
+    assert "String should have at most 2000 characters" in letters[0].error
+    assert not read_all(Topics(kafka_settings).features(group.name), kafka_settings)
