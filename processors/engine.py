@@ -51,7 +51,7 @@ HOUR_MS = 3_600_000
 #: An hour still open this long after the furthest source partition passed its end is written
 #: anyway (counted as forced): a source partition that never carries the group's events would
 #: otherwise hold the history back, and its memory, forever.
-HISTORY_GRACE_MS = 3 * HOUR_MS
+HISTORY_GRACE_MS = 12 * HOUR_MS
 #: Entity keys longer than this cannot be written (FeatureUpdate.entity_key, the stores' limits).
 MAX_KEY_CHARS = 200
 
