@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from backfill.run import BackfillJob, run_backfill
 from processors.definitions import FeatureGroup
 from state.online import OnlineStore, open_store
@@ -38,6 +40,7 @@ class ConsistencyReport:
     mismatches: int = 0
     lagging: int = 0
     missing_online: int = 0
+    invalid_updates: int = 0  # records of the feature topic that are not FeatureUpdate events
     examples: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -51,15 +54,21 @@ def _equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _latest_updates(group: FeatureGroup, settings: KafkaSettings) -> dict[str, tuple[int, int, FeatureUpdate]]:
+def _latest_updates(
+    group: FeatureGroup, settings: KafkaSettings, report: ConsistencyReport
+) -> dict[str, tuple[int, int, FeatureUpdate]]:
     latest: dict[str, tuple[int, int, FeatureUpdate]] = {}
     topic = Topics(settings).features(group.name)
     for batch in replay(topic, ReplayRange(), settings):
         for m in batch:
-            update = FeatureUpdate.model_validate_json(m.value() or b"")
+            try:  # a record someone else wrote on the topic must not stop the check: counted
+                update = FeatureUpdate.model_validate_json(m.value() or b"")
+                revision = int((header(m, "revision") or b"0").decode())
+            except (ValidationError, ValueError):
+                report.invalid_updates += 1
+                continue
             if update.version != group.version:
                 continue
-            revision = int((header(m, "revision") or b"0").decode())
             seen = latest.get(update.entity_key)
             if seen is None or (update.event_time, revision) >= seen[:2]:
                 latest[update.entity_key] = (update.event_time, revision, update)
@@ -76,7 +85,7 @@ def check_consistency(
     max_examples: int = 5,
 ) -> ConsistencyReport:
     report = ConsistencyReport(group.ref)
-    updates = _latest_updates(group, settings)
+    updates = _latest_updates(group, settings, report)
     entities = sorted(updates)
     if sample is not None and len(entities) > sample:
         entities = sorted(random.Random(seed).sample(entities, sample))

@@ -224,7 +224,13 @@ def test_consistency_is_zero_on_a_clean_run_and_catches_a_wrong_value(
     db = tmp_path / "online"
     run_processor([group], OutputConfig(kafka_settings, lambda: open_store("rocksdb", path=db), None),
                   ProcessorOptions(until_idle=True, archive=False))  # fmt: skip
+    from streams.producer import EventProducer
+    from streams.topics import Topics
+
+    with EventProducer(kafka_settings) as producer:  # a stray record on the feature topic: counted, not fatal
+        producer.send_raw(Topics(kafka_settings).features(group.name), b"not a feature update")
     report = check_consistency(group, kafka_settings, lambda: open_store("rocksdb", path=db, access="read_only"))
+    assert report.invalid_updates == 1
     assert report.sampled > 10 and report.compared == 2 * report.sampled  # online and the FeatureUpdate log
     assert (report.mismatches, report.lagging, report.mismatch_rate) == (0, 0, 0.0)
 
