@@ -62,6 +62,14 @@ def run(
         5.0, "--epoch", min=0.1, help="Seconds between state snapshots (and Parquet flushes); outputs never wait."
     ),
     no_mirror: bool = typer.Option(False, "--no-mirror", help="Do not write the Parquet mirror and archive."),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=1,
+        max=65535,
+        envvar="AFFRESCO_PROCESSOR_METRICS_PORT",
+        help="Serve the processor's counters as Prometheus metrics at http://127.0.0.1:PORT/metrics.",
+    ),
     topic_prefix: str | None = typer.Option(
         None,
         "--topic-prefix",
@@ -97,6 +105,7 @@ def run(
         shards=shards,
         epoch_s=epoch_s,
         recovery_dir=settings.recovery_dir(run_name),
+        metrics_port=metrics_port,
     )
     output = OutputConfig(
         kafka=kafka,

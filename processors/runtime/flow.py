@@ -46,6 +46,7 @@ class ProcessorOptions:
     epoch_s: float = 5.0
     recovery_dir: Path | None = None
     archive: bool = True
+    metrics_port: int | None = None  # serve the counters as Prometheus metrics on 127.0.0.1:<port>
 
 
 def build_flow(
@@ -113,6 +114,10 @@ def prepare_recovery(directory: Path) -> RecoveryConfig:
 def run_processor(groups: Sequence[FeatureGroup], output: OutputConfig, options: ProcessorOptions) -> SinkCounters:
     """Run until the sources end (`until_idle`) or the process is stopped; resumable after a crash."""
     counters = SinkCounters()
+    if options.metrics_port is not None:
+        from processors.runtime.metrics import serve_metrics
+
+        serve_metrics(counters, options.metrics_port)
     _ensure_output_topics(groups, output.kafka)
     if output.mirror_root is not None:
         removed = remove_stale_temporaries(output.mirror_root)

@@ -84,6 +84,7 @@ class SinkCounters:
     skipped: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))  # topic -> type -> n
     topic_dead_letters: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     groups: dict[str, GroupCounts] = field(default_factory=lambda: defaultdict(GroupCounts))
+    group_topics: dict[str, str] = field(default_factory=dict)  # group ref -> its source topic
     output_rejected: int = 0
 
     def summary(self) -> dict[str, Any]:
@@ -154,6 +155,7 @@ class _Partition(StatefulSinkPartition[Any, None]):
     def _group_output(self, out: GroupOutput, records: list[OnlineRecord]) -> None:
         group = self.groups[out.group]
         counts = self.counters.groups[out.group]
+        self.counters.group_topics[out.group] = group.topic
         counts.accepted += out.accepted
         counts.filtered += out.filtered
         counts.late += out.late

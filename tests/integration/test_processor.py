@@ -136,3 +136,38 @@ def test_an_update_no_output_can_hold_is_dead_lettered_not_fatal(
                            for d in letters)  # fmt: skip
     assert "String should have at most 2000 characters" in letters[0].error
     assert not read_all(Topics(kafka_settings).features(group.name), kafka_settings)
+
+
+def test_the_processor_accounts_per_topic_and_group_in_its_summary_and_metrics(
+    kafka_settings: KafkaSettings, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    import socket
+    import urllib.request
+
+    trips, pings = unique("trips"), unique("pings")
+    events = produce_simulation(kafka_settings, trips, pings, n=2000)
+    with EventProducer(kafka_settings) as producer:
+        producer.send_raw(trips, b"{not json", key="bad", headers=[("event_type", b"trip_requested")])
+    groups = compile_groups(group_docs(trips, pings))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    output = OutputConfig(kafka_settings, lambda: open_store("rocksdb", path=tmp_path / "db"), None)
+    options = ProcessorOptions(until_idle=True, archive=False, metrics_port=port)
+    summary = run_processor(groups, output, options).summary()
+    trip_events = [e for e in events if e.type_name().startswith("trip_")]
+    requested = sum(1 for e in trip_events if e.type_name() == "trip_requested")
+    assert summary["topics"][trips]["read"] == len(trip_events) + 1
+    assert summary["topics"][trips]["skipped"] == {
+        kind: sum(1 for e in trip_events if e.type_name() == kind) for kind in ("trip_completed", "trip_cancelled")
+    }
+    assert summary["topics"][trips]["dead_lettered"] == {"malformed_json": 1}
+    demand, supply = (summary["groups"][g.ref] for g in groups)
+    assert demand["accepted"] == requested and demand["filtered"] == 0
+    pings_n = sum(1 for e in events if e.type_name() == "driver_ping")
+    assert supply["accepted"] + supply["filtered"] + supply["late"] == pings_n and supply["filtered"] > 0
+    # The same counts, scraped as Prometheus metrics.
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert f'affresco_processor_records_read_total{{topic="{trips}"}} {len(trip_events) + 1}.0' in text
+    assert f'affresco_processor_events_total{{group="{groups[0].ref}",outcome="accepted"}} {requested}.0' in text
+    assert f'affresco_processor_dead_letters_total{{group="",reason="malformed_json",topic="{trips}"}} 1.0' in text
