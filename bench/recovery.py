@@ -859,7 +859,7 @@ class Series:
     ) -> dict[str, Any]:
         t0 = cycle.t0
         new = sorted(cycle.new, key=lambda u: u.at)
-        caught = max(cycle.reached.values()) - t0
+        caught = max(cycle.reached.values()) - t0 if cycle.reached else 0.0  # no source record to reach
         first = new[0].at - t0 if new else None
         beyond: dict[tuple[str, int], float] = {}
         for u in new:
