@@ -8,7 +8,11 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["PlatformSettings"]
+__all__ = ["RECOVERY_FORMAT", "PlatformSettings"]
+
+#: The layout of the stream processor's recovery snapshots (2: per-partition event-time maxima,
+#: group states with the open history).
+RECOVERY_FORMAT = 2
 
 
 class PlatformSettings(BaseSettings):
@@ -34,4 +38,6 @@ class PlatformSettings(BaseSettings):
         return (self.data_dir / "online" / "rocksdb").absolute()
 
     def recovery_dir(self, run_name: str) -> Path:
-        return (self.data_dir / "processors" / run_name / "recovery").absolute()
+        # Versioned by the layout of the processor's snapshots: a store written by an older layout is
+        # left alone (the run starts over; its writes are idempotent) instead of being misread.
+        return (self.data_dir / "processors" / run_name / f"recovery-v{RECOVERY_FORMAT}").absolute()

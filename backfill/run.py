@@ -76,8 +76,12 @@ class _Checkpoint:
 _EXAMPLES = 5
 
 
+#: The layout of a checkpoint (2: the group state with its open history, the reader's resume position).
+_CHECKPOINT_FORMAT = 2
+
+
 def _checkpoint_path(job: BackfillJob) -> Path:
-    name = f"{job.group.ref.replace(':', '-')}.{job.source}.{job.start_ms}-{job.end_ms}.pkl"
+    name = f"{job.group.ref.replace(':', '-')}.{job.source}.{job.start_ms}-{job.end_ms}.v{_CHECKPOINT_FORMAT}.pkl"
     return job.checkpoint_dir / name
 
 

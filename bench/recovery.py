@@ -702,7 +702,7 @@ class Series:
         return t0
 
     def recovery_dir(self) -> Path:
-        runs = list((self.work / "data" / "processors").glob("*/recovery"))
+        runs = list((self.work / "data" / "processors").glob("*/recovery-v*"))
         if len(runs) != 1:
             msg = f"expected one recovery store under {self.work / 'data' / 'processors'}, found {runs}"
             raise RuntimeError(msg)
