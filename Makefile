@@ -24,8 +24,9 @@ jars: setup
 
 # kcat (Debian) writes records as a non-Python producer would: the tests use it for the wire format.
 tools:
-	@command -v kcat >/dev/null || (apt-get install -y -q kcat >/dev/null || \
-		{ echo "kcat is needed by the tests: install it (apt-get install -y kcat)" >&2; exit 1; })
+	@command -v kcat >/dev/null || apt-get install -y -q kcat >/dev/null 2>&1 || \
+		(apt-get update -q >/dev/null 2>&1 && apt-get install -y -q kcat >/dev/null) || \
+		{ echo "kcat is needed by the tests: install it (apt-get install -y kcat)" >&2; exit 1; }
 
 demo: jars
 	$(AFFRESCO) infra up
