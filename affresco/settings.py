@@ -28,10 +28,22 @@ class PlatformSettings(BaseSettings):
     online_store: Literal["rocksdb", "cassandra"] = "rocksdb"
     offline_root: Path | None = Field(None, description="Parquet root; default <data_dir>/offline.")
     features_dir: Path = Field(Path("processors/features"), description="Default feature definitions directory.")
+    models_root: str | None = Field(
+        None,
+        description="Where model bundles are written: a path or a pyarrow.fs URI (s3://…); default <data_dir>/models.",
+    )
 
     @property
     def offline(self) -> Path:
         return (self.offline_root or self.data_dir / "offline").absolute()
+
+    @property
+    def models(self) -> str:
+        return self.models_root or str((self.data_dir / "models").absolute())
+
+    @property
+    def training_sets(self) -> Path:
+        return (self.data_dir / "training").absolute()
 
     @property
     def rocksdb_path(self) -> Path:

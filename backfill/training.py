@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +28,10 @@ from processors.engine import GroupEngine, SourceRow
 from processors.exceptions import ProcessorsError
 from processors.kernels.asof import AsOf, Timeline
 
-__all__ = ["FeatureRequest", "label_times", "point_in_time_join"]
+if TYPE_CHECKING:
+    from streams.settings import KafkaSettings
+
+__all__ = ["BuiltTrainingSet", "FeatureRequest", "build_training_set", "label_times", "point_in_time_join"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,87 @@ class FeatureRequest:
 
     def column(self, feature: str) -> str:
         return f"{self.group.name}__{feature}"
+
+
+@dataclass(frozen=True)
+class BuiltTrainingSet:
+    table: pa.Table
+    invalid_labels: int  # label records of the type that failed validation (counted, not used)
+    requests: tuple[FeatureRequest, ...]
+
+
+def build_training_set(
+    labels: str,
+    requests: Sequence[FeatureRequest],
+    *,
+    time_column: str,
+    label_type: str,
+    source: str,
+    settings: KafkaSettings,
+    offline_root: Path,
+    workers: int = 1,
+) -> BuiltTrainingSet:
+    """Label rows (`label_type` events of a topic, or a .parquet file), each feature as of each row's time.
+
+    The groups' source events are read from Kafka or the raw archive (`source`) up to the last
+    label time, and joined by `point_in_time_join`. Raises `ProcessorsError` on unusable labels.
+    """
+    import pyarrow.parquet as pq
+
+    from backfill.source import read_chunks
+
+    if labels.endswith(".parquet"):
+        table, invalid = pq.read_table(labels), 0
+    else:
+        rows, invalid = labels_from_topic(labels, label_type, settings)
+        table = pa.Table.from_pylist(rows)
+    if not table.num_rows:
+        msg = f"no label rows in {labels}"
+        raise ProcessorsError(msg)
+    columns = table.column_names
+    if time_column not in columns:
+        msg = f"label rows have no column {time_column!r} for the time (columns: {', '.join(columns)})"
+        raise ProcessorsError(msg)
+    for r in requests:
+        if r.entity_column not in columns:
+            msg = f"{r.group.ref}: label rows have no column {r.entity_column!r} for its entity; map it to a column"
+            raise ProcessorsError(msg)
+    until = int(label_times(table, time_column).max()) + 1
+    events: dict[str, Sequence[SourceRow]] = {}
+    for r in requests:
+        found: list[SourceRow] = []
+        for chunk in read_chunks(r.group, source, 0, until, settings=settings, offline_root=offline_root,  # type: ignore[arg-type]
+                                 chunk_size=200_000):  # fmt: skip
+            found += chunk.rows
+        events[r.group.ref] = found
+    joined = point_in_time_join(table, time_column, requests, events, workers=workers)
+    return BuiltTrainingSet(joined, invalid, tuple(requests))
+
+
+def labels_from_topic(topic: str, label_type: str, settings: KafkaSettings) -> tuple[list[dict[str, Any]], int]:
+    """Valid label events as rows, and how many records of the type were invalid (skipped, counted).
+
+    Routed exactly as the stream processor routes them: the event_type header, else the body's.
+    Raises `UnknownEventTypeError` for a type no event class has.
+    """
+    from streams.codec import Rejection
+    from streams.events.registry import event_class
+    from streams.replay import ReplayRange, replay
+    from streams.routing import Accepted, RecordRouter
+
+    cls = event_class(label_type)
+    router = RecordRouter([cls], max_bytes=settings.max_message_bytes, max_future_ms=settings.max_future_ms)
+    rows: list[dict[str, Any]] = []
+    invalid = 0
+    now = int(time.time() * 1000)
+    for batch in replay(topic, ReplayRange(), settings):
+        for m in batch:
+            routed = router.route(m, now)
+            if isinstance(routed, Accepted):
+                rows.append(dict(routed.event.__dict__))
+            elif isinstance(routed, Rejection) and routed.expected_type == cls.type_name():
+                invalid += 1  # dead-lettered by whoever consumed it first; here it is counted, not used
+    return rows, invalid
 
 
 def point_in_time_join(

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-__all__ = ["RateColumn", "records_progress"]
+__all__ = ["RateColumn", "fits_progress", "records_progress"]
 
 
 class RateColumn(ProgressColumn):
@@ -24,6 +24,19 @@ def records_progress(title: str, console: Console) -> Progress:
         TaskProgressColumn(),
         TextColumn("{task.completed:,} records"),
         RateColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def fits_progress(title: str, console: Console) -> Progress:
+    """A transient bar over model fits: what is being fitted, bar, fits done of planned, time remaining."""
+    return Progress(
+        TextColumn(title),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} fits"),
         TimeRemainingColumn(),
         console=console,
         transient=True,

@@ -9,21 +9,27 @@ import yaml
 
 from processors.exceptions import Problem
 
-__all__ = ["KEY_LINES", "LINE_KEY", "line_of", "load_yaml_documents"]
+__all__ = ["ITEM_LINES", "KEY_LINES", "LINE_KEY", "item_line", "line_of", "load_yaml_documents"]
 
 LINE_KEY = "__line__"
 KEY_LINES = "__key_lines__"
+ITEM_LINES = "__item_lines__"
 
 
 class _LineLoader(yaml.SafeLoader):
     """A safe loader that records (1-based) lines: of every mapping under `__line__`, of each of its
-    keys under `__key_lines__`."""
+    keys under `__key_lines__`, of the items of its lists under `__item_lines__`."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         mapping = super().construct_mapping(node, deep=deep)
         mapping[LINE_KEY] = node.start_mark.line + 1
         mapping[KEY_LINES] = {
             key.value: key.start_mark.line + 1 for key, _ in node.value if isinstance(key, yaml.ScalarNode)
+        }
+        mapping[ITEM_LINES] = {
+            key.value: [item.start_mark.line + 1 for item in value.value]
+            for key, value in node.value
+            if isinstance(key, yaml.ScalarNode) and isinstance(value, yaml.SequenceNode)
         }
         return mapping
 
@@ -36,6 +42,12 @@ def line_of(mapping: dict[str, Any], key: str | None = None) -> int | None:
             return int(line)
     line = mapping.get(LINE_KEY)
     return int(line) if line is not None else None
+
+
+def item_line(mapping: dict[str, Any], key: str, index: int) -> int | None:
+    """The line of item `index` of the list under `key`, else of the key."""
+    lines = mapping.get(ITEM_LINES, {}).get(key) or []
+    return int(lines[index]) if index < len(lines) else line_of(mapping, key)
 
 
 def load_yaml_documents(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
@@ -63,7 +75,7 @@ def load_yaml_documents(path: Path) -> tuple[list[dict[str, Any]], list[Problem]
 def strip_lines(value: Any) -> Any:
     """The same data without the `__line__` markers."""
     if isinstance(value, dict):
-        return {k: strip_lines(v) for k, v in value.items() if k not in (LINE_KEY, KEY_LINES)}
+        return {k: strip_lines(v) for k, v in value.items() if k not in (LINE_KEY, KEY_LINES, ITEM_LINES)}
     if isinstance(value, list):
         return [strip_lines(v) for v in value]
     return value

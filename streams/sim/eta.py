@@ -29,7 +29,7 @@ from streams.events.domain import TripRequested
 from streams.sim.profiles import LocalTime, congestion, local_time
 from streams.sim.world import City, World, Zone, default_world
 
-__all__ = ["ETA_NOISE_SIGMA", "PICKUP_SURGE_SLOPE", "ground_truth_eta_s", "oracle_eta_s"]
+__all__ = ["ETA_NOISE_SIGMA", "PICKUP_SURGE_SLOPE", "ground_truth_eta_s", "noise_floor_rmse", "oracle_eta_s"]
 
 ETA_NOISE_SIGMA = 0.12
 PICKUP_SURGE_SLOPE = 0.6
@@ -79,3 +79,17 @@ def oracle_eta_s(request: TripRequested, world: World | None = None) -> float:
         local=local_time(request.event_time, city.spec.utc_offset_h),
         surge=request.surge,
     )
+
+
+def noise_floor_rmse(labels: list[tuple[TripRequested, float]], world: World | None = None) -> float:
+    """The RMSE of the best possible ETA model on these (request, actual eta_s) pairs.
+
+    With lognormal noise the prediction that minimises squared error is the conditional mean,
+    `median * exp(sigma^2 / 2)`: no model that sees the request can do better on average. Compare a
+    trained model's RMSE on the same rows with this figure.
+    """
+    if not labels:
+        return float("nan")
+    mean_factor = math.exp(ETA_NOISE_SIGMA**2 / 2)
+    squared = [(oracle_eta_s(request, world) * mean_factor - actual) ** 2 for request, actual in labels]
+    return math.sqrt(sum(squared) / len(squared))

@@ -1,0 +1,42 @@
+"""Each input's training distribution, stored in the manifest for drift monitoring.
+
+Numbers: decile bin edges of the training values and the share of rows in each bin (the bins are
+`(-inf, e1], (e1, e2], …, (ek, inf)`), the null share, mean and range. Categories (partition
+columns): the share of each of the most frequent values. PSI and KS against live traffic are
+computed from these later, without the training set.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["categorical_distribution", "numeric_distribution"]
+
+QUANTILES = np.linspace(0.1, 0.9, 9)
+TOP_CATEGORIES = 50
+
+
+def numeric_distribution(values: np.ndarray) -> dict[str, Any]:
+    x = np.asarray(values, dtype=np.float64)
+    present = x[~np.isnan(x)]
+    out: dict[str, Any] = {"kind": "numeric", "rows": len(x), "null_share": float(1 - len(present) / max(len(x), 1))}
+    if not len(present):
+        return {**out, "edges": [], "shares": []}
+    edges = np.unique(np.quantile(present, QUANTILES))
+    counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=len(edges) + 1)
+    return {**out, "edges": edges.tolist(), "shares": (counts / len(present)).tolist(),
+            "mean": float(present.mean()), "min": float(present.min()), "max": float(present.max())}  # fmt: skip
+
+
+def categorical_distribution(values: Sequence[Any]) -> dict[str, Any]:
+    counts = Counter(None if v is None else str(v) for v in values)
+    nulls = counts.pop(None, 0)
+    total = max(len(values), 1)
+    top = counts.most_common(TOP_CATEGORIES)
+    other = sum(counts.values()) - sum(c for _, c in top)
+    return {"kind": "categorical", "rows": len(values), "null_share": nulls / total,
+            "shares": {k: c / total for k, c in top}, "other_share": other / total}  # fmt: skip
