@@ -9,6 +9,7 @@ from affresco.commands import demo as demo_cmd
 from affresco.commands import events as events_cmd
 from affresco.commands import features as features_cmd
 from affresco.commands import infra as infra_cmd
+from affresco.commands import models as models_cmd
 from affresco.commands import process as process_cmd
 from affresco.commands import simulate as simulate_cmd
 from affresco.commands import topics as topics_cmd
@@ -27,6 +28,7 @@ app.add_typer(topics_cmd.app, name="topics")
 app.add_typer(events_cmd.schemas_app, name="schemas")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(process_cmd.app, name="process")
+app.add_typer(models_cmd.app, name="models")
 app.command("produce")(events_cmd.produce)
 app.command("tail")(events_cmd.tail)
 app.command("simulate")(simulate_cmd.simulate)

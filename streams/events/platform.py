@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, WithJsonSchema
+from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
 
 from streams.events.base import EpochMs, Event
 from streams.events.fields import INT63_MAX, Count, JsonInt, Name, Offset, Partition, TopicName, Version
 
 __all__ = [
+    "ALIAS_PATTERN",
     "DEAD_LETTER_REASONS",
+    "MAX_PREVIOUS",
     "Alert",
     "DeadLetter",
     "DeadLetterReason",
     "FeatureUpdate",
     "FeatureValue",
+    "ModelAction",
+    "ModelTask",
     "ModelVersion",
     "MonitoringMetric",
     "Outcome",
@@ -76,20 +80,102 @@ class FeatureUpdate(Event):
     )
 
 
+ModelAction = Literal["registered", "deployed", "rolled_back", "retired"]
+ModelTask = Literal["regression", "binary"]
+# An alias is a short lowercase name (`prod`, `canary`, `shadow-eu`): it cannot contain '/' or '@',
+# which keeps the record keys below unambiguous.
+ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+MAX_PREVIOUS = 100
+_VERSION_ACTIONS = ("registered", "retired")
+_ALIAS_ACTIONS = ("deployed", "rolled_back")
+_BUNDLE_URI_MAX = 2000
+# What the model validator below checks, as JSON Schema (so the schema and the decoder agree).
+_MODEL_VERSION_RULES: dict[str, Any] = {
+    "allOf": [
+        {
+            "if": {"properties": {"action": {"enum": list(_ALIAS_ACTIONS)}}, "required": ["action"]},
+            "then": {"properties": {"alias": {"type": "string", "pattern": ALIAS_PATTERN}}, "required": ["alias"]},
+        },
+        {
+            "if": {"properties": {"action": {"enum": list(_VERSION_ACTIONS)}}, "required": ["action"]},
+            "then": {
+                "properties": {
+                    "bundle_uri": {"type": "string", "minLength": 1, "maxLength": _BUNDLE_URI_MAX},
+                    "sha256": {"minProperties": 1},
+                },
+                "required": ["bundle_uri", "sha256"],
+            },
+        },
+    ]
+}
+
+
 class ModelVersion(Event):
-    """A change in a model's lifecycle, on the compacted `affresco.models` topic."""
+    """A change in a model's lifecycle, on the compacted `affresco.models` topic.
+
+    Two kinds of records, each under its own key so compaction keeps what the registry needs:
+
+    - a version's lifecycle (`registered`, `retired`), keyed `<model>/v<version>`: the latest one
+      holds everything about the version (a retired event repeats the bundle, checksums, metrics,
+      task and registration time);
+    - an alias moving (`deployed`, `rolled_back`), keyed `<model>@<alias>`: `version` is where the
+      alias points now, `previous` where it pointed before (most recent first), so a rollback
+      needs no older record.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_MODEL_VERSION_RULES)
 
     key_field = "model"
+    key_note = (
+        "'<model>/v<version>' for a version's lifecycle (registered, retired); '<model>@<alias>' for an "
+        "alias moving (deployed, rolled_back). On the compacted topic the latest record of each key is "
+        "the state of that version or alias."
+    )
     event_type: Literal["model_version"] = "model_version"
     model: str = Name
-    version: Version
-    action: Literal["registered", "deployed", "rolled_back", "retired"]
-    bundle_uri: str | None = Field(None, max_length=2000)
+    version: Version = Field(description="The version registered or retired, or the one the alias points at now.")
+    action: ModelAction
+    alias: str | None = Field(
+        None, pattern=ALIAS_PATTERN, description="The alias moved (required for deployed and rolled_back)."
+    )
+    previous: list[Version] = Field(
+        default_factory=list,
+        max_length=MAX_PREVIOUS,
+        description="Alias events: the versions the alias pointed at before, most recent first.",
+    )
+    task: ModelTask | None = None
+    bundle_uri: str | None = Field(
+        None,
+        min_length=1,
+        max_length=_BUNDLE_URI_MAX,
+        description="Where the bundle is (required for registered and retired).",
+    )
     sha256: dict[Annotated[str, Field(min_length=1, max_length=255)], Sha256] = Field(
-        default_factory=dict, max_length=MAX_FEATURES, description="File name -> sha256 (hex) of the bundle."
+        default_factory=dict,
+        max_length=MAX_FEATURES,
+        description="File name -> sha256 (hex) of the bundle (at least one for registered and retired).",
     )
     metrics: dict[Key, float] = Field(default_factory=dict, max_length=MAX_FEATURES)
+    registered_at: EpochMs | None = Field(
+        None, description="Retired events: when the version was registered, UTC epoch milliseconds."
+    )
     reason: str | None = Field(None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _check_action(self) -> ModelVersion:
+        if self.action in _ALIAS_ACTIONS and self.alias is None:
+            msg = f"a {self.action} event needs the alias it moves (e.g. 'prod')"
+            raise ValueError(msg)
+        if self.action in _VERSION_ACTIONS and (self.bundle_uri is None or not self.sha256):
+            msg = f"a {self.action} event needs bundle_uri and the sha256 of the bundle's files"
+            raise ValueError(msg)
+        return self
+
+    def key(self) -> str:
+        """`<model>/v<version>` for registered and retired, `<model>@<alias>` for deployed and rolled_back."""
+        if self.action in _ALIAS_ACTIONS:
+            return f"{self.model}@{self.alias}"
+        return f"{self.model}/v{self.version}"
 
 
 class Prediction(Event):

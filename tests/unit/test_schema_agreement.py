@@ -41,8 +41,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 NAMES = sorted(EVENT_TYPES)
 DECODERS = {name: EventDecoder(EVENT_TYPES[name], max_bytes=10_000_000) for name in NAMES}
 VALIDATORS = {name: Draft202012Validator(SCHEMAS[name]) for name in NAMES}
-# Values that satisfy the two patterns of the schemas.
-PATTERN_EXAMPLES = {r"^(0|[1-9][0-9]{0,9})$": "0", r"^[0-9a-f]{64}$": "0" * 64}
+# Values that satisfy the patterns of the schemas.
+PATTERN_EXAMPLES = {r"^(0|[1-9][0-9]{0,9})$": "0", r"^[0-9a-f]{64}$": "0" * 64, r"^[a-z][a-z0-9_-]{0,62}$": "prod"}
 
 
 def accepted(name: str, raw: bytes) -> bool:
@@ -100,6 +100,8 @@ def example(prop: dict[str, Any]) -> Any:
     if "enum" in prop:
         return prop["enum"][0]
     prop = _branch(prop)
+    if "enum" in prop:
+        return prop["enum"][0]
     kind = prop.get("type")
     if kind == "integer":
         return max(prop["minimum"], min(prop["maximum"], T))
@@ -116,6 +118,8 @@ def example(prop: dict[str, Any]) -> Any:
         names = prop.get("propertyNames", {})
         key = PATTERN_EXAMPLES[names["pattern"]] if "pattern" in names else "k"
         return {key: example(prop["additionalProperties"])}
+    if kind == "array":
+        return [example(prop["items"])]
     msg = f"no example for {prop}"
     raise AssertionError(msg)
 
@@ -141,6 +145,9 @@ def broken_values(prop: dict[str, Any]) -> Iterator[Any]:
         yield "bogus"
         yield prop["enum"][0].upper()
     b = _branch(prop)
+    if "enum" in b:
+        yield "bogus"
+        yield b["enum"][0].upper()
     kind = b.get("type")
     if kind == "integer":
         low, high = b["minimum"], b["maximum"]
@@ -171,6 +178,12 @@ def broken_values(prop: dict[str, Any]) -> Iterator[Any]:
         yield {str(i) if "pattern" in names else f"k{i}": example(values) for i in range(b["maxProperties"])}
         for v in broken_values(values):
             yield {key: v}
+    if kind == "array":
+        items, high = b["items"], b["maxItems"]
+        yield from [[example(items)] * high, [example(items)] * (high + 1), [example(items), example(items)]]
+        for v in broken_values(items):
+            yield [v]
+            yield [example(items), v]
 
 
 # Tokens written into the document in place of a value (many are not JSON at all).
@@ -198,6 +211,12 @@ def candidates(name: str) -> Iterator[bytes]:
         for token in TOKENS:
             yield with_token(doc, field, token)
         yield orjson.dumps({k: v for k, v in doc.items() if k != field})  # missing (required or not)
+        # Every value of an enum with each other field missing or null: rules that depend on it (`if`/`then`).
+        for value in _branch(prop).get("enum", ()):
+            for other in props:
+                if other != field:
+                    yield orjson.dumps({k: v for k, v in {**doc, field: value}.items() if k != other})
+                    yield orjson.dumps({**doc, field: value, other: None})
         # A duplicate key: the last one counts for both readers.
         yield raw[:-1] + b',"' + field.encode() + b'":' + orjson.dumps(doc[field]) + b"}"
         yield b'{"' + field.encode() + b'": "dup",' + raw[1:]
