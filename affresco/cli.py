@@ -13,6 +13,7 @@ from affresco.commands import models as models_cmd
 from affresco.commands import process as process_cmd
 from affresco.commands import simulate as simulate_cmd
 from affresco.commands import topics as topics_cmd
+from affresco.commands import train as train_cmd
 from affresco.commands import training as training_cmd
 
 __all__ = ["app", "main"]
@@ -36,6 +37,7 @@ app.command("demo")(demo_cmd.demo)
 app.command("backfill")(backfill_cmd.backfill)
 app.command("consistency")(backfill_cmd.consistency)
 app.command("training-set")(training_cmd.training_set)
+app.command("train")(train_cmd.train)
 
 
 def main() -> None:

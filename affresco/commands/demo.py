@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.rule import Rule
 from typer.main import get_command
 
+import models
 import processors
 from affresco.commands._common import fail, kafka_settings
 from streams.exceptions import StreamsError
@@ -68,7 +69,7 @@ def demo(
     days: float = typer.Option(7.0, "--days", min=0.05, help="Simulated history: from this many days ago until now."),
     seed: int = typer.Option(7, "--seed", help="Simulation seed."),
 ) -> None:
-    """Run the platform end to end: simulate a marketplace into Kafka, compute features, read them."""
+    """Run the platform end to end: simulate into Kafka, compute features, build a training set, train and deploy."""
     from affresco.settings import PlatformSettings
     from streams.admin import TopicAdmin
     from streams.sim import DRIVER_PINGS_TOPIC, TRIPS_TOPIC
@@ -140,11 +141,17 @@ def demo(
         "city_eta:mean_s_per_km_1h,rider_history:trips_7d",
     ])  # fmt: skip
 
+    console.print(Rule("11. Train the ETA model over global → country → city in one job, register and deploy it"))
+    spec = Path(models.__file__).parent / "specs" / "eta.yaml"
+    _run(["train", "--spec", str(spec), "--deploy", "prod"])
+    console.print(Rule("12. The leaderboard: every version's held-out metrics beside its baselines"))
+    _run(["models", "list", "--model", "eta"])
+
     trips = admin.describe(TRIPS_TOPIC).messages
     pings = admin.describe(DRIVER_PINGS_TOPIC).messages
     console.print(Rule("Summary"))
     console.print(json.dumps({"trips_topic_events": trips, "driver_ping_events": pings, "dead_letters": letters,
-                              "feature_groups": list(_GROUPS)}))  # fmt: skip
+                              "feature_groups": list(_GROUPS), "model": "eta@prod"}))  # fmt: skip
 
 
 def _has_history_since(settings: KafkaSettings, start: datetime) -> bool:

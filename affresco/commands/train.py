@@ -62,7 +62,7 @@ def train(
     except SpecError as exc:
         err_console.print(f"[bold red]error:[/] {len(exc.problems)} problem(s) in {spec}:", highlight=False)
         for problem in exc.problems:
-            err_console.print(f"  - {problem}", highlight=False, markup=False)
+            err_console.print(f"  - {problem}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except (ProcessorsError, StreamsError) as exc:
         fail(str(exc))
@@ -193,7 +193,7 @@ def _print_summary(result: TrainingResult, version: int, uri: str, console: Cons
                       fmt(r.metrics.get("baseline_global_mean")), fmt(r.metrics.get("baseline_node_mean")))  # fmt: skip
     console.print(table)
     for r in result.nodes.values():
-        console.print(f"  {r.id}: {'keeps its model' if r.serves_itself else 'falls back'}, {r.reason}",
+        console.print(f"  {r.id}: {'keeps its model' if r.serves_itself else 'falls back'}, {r.reason}", soft_wrap=True,
                       highlight=False, markup=False)  # fmt: skip
     whole = result.metrics
     console.print(

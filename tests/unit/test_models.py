@@ -140,8 +140,8 @@ def test_shape_problems_name_the_field_and_what_arrived(tmp_path: Path, groups: 
 
 def test_trainer_traps_are_refused_before_training(tmp_path: Path, groups: dict[str, FeatureGroup]) -> None:
     pq.write_table(synthetic(100), tmp_path / "ts.parquet")
-    doc = spec_doc(tmp_path / "ts.parquet", trainer={"library": "xgboost",
-                                                     "params": {"objective": "reg:logistic", "n_jobs": 4, "depth": 3}})  # fmt: skip
+    params = {"objective": "reg:logistic", "n_jobs": 4, "depth": 3}
+    doc = spec_doc(tmp_path / "ts.parquet", trainer={"library": "xgboost", "params": params})
     found = "\n".join(problems_of(tmp_path, groups, doc))
     assert "objective 'reg:logistic' is refused" in found
     assert "'n_jobs' is set by affresco" in found
@@ -356,8 +356,8 @@ def test_the_demo_model_beats_both_baselines_near_the_noise_floor(groups: dict[s
     result = train_partitioned(definition, sim.table, TrainingOptions(workers=2))
     rmse = result.metrics["model"]["rmse"]
     floor = sim.noise_floor_rmse(np.flatnonzero(result.split.validation).tolist())
-    print(f"demo model RMSE {rmse:.1f} s; noise floor {floor:.1f} s; baselines "
-          f"{result.metrics['baseline_global_mean']['rmse']:.1f} / {result.metrics['baseline_node_mean']['rmse']:.1f}")  # fmt: skip
+    baselines = [result.metrics[b]["rmse"] for b in ("baseline_global_mean", "baseline_node_mean")]
+    print(f"demo model RMSE {rmse:.1f} s; noise floor {floor:.1f} s; baselines {baselines[0]:.1f} / {baselines[1]:.1f}")
     assert rmse < result.metrics["baseline_global_mean"]["rmse"] / 2
     assert rmse < result.metrics["baseline_node_mean"]["rmse"] / 2
     assert floor < rmse < 2 * floor  # no model beats the noise; a useful one is within 2x of it

@@ -1,0 +1,136 @@
+"""`affresco train` end to end on the real Kafka: a training set built from the topics, one job, a
+bundle whose checksums the registry event carries, registered and deployed; bad specs stop first."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from models.bundle import load_bundle, sha256_hex
+from models.registry import ModelRegistry
+from streams.admin import TopicAdmin
+from streams.settings import KafkaSettings
+from tests.integration.processor_helpers import demo_group_docs, produce_simulation, write_yaml
+
+pytestmark = pytest.mark.integration
+
+
+def _spec(trips: str, suffix: str) -> dict[str, Any]:
+    zd, ce, zs = f"zone_demand_{suffix}", f"city_eta_{suffix}", f"zone_supply_{suffix}"
+    return {
+        "model": "eta", "owner": "t@affresco.dev", "description": "ETA, integration test", "task": "regression",
+        "label": "eta_s",
+        "training_set": {"labels": trips, "label_type": "trip_completed", "time_field": "requested_at",
+                         "entities": {zs: "pickup_zone"}},
+        "request": {"distance_km": "float", "requested_at": "int"},
+        "features": [
+            "distance_km", {"name": "log_km", "expr": "log(distance_km)"},
+            {"name": "hour", "expr": "hour_of_day(requested_at)"},
+            f"{zd}:requests_10m", f"{zs}:available_drivers_10m", f"{ce}:mean_s_per_km_1h",
+            {"name": "expected_drive_s", "expr": f"distance_km * {ce}__mean_s_per_km_1h"},
+        ],
+        "partitions": {"by": ["country", "city"], "min_rows": 400, "min_validation_rows": 50},
+        "trainer": {"library": "xgboost", "params": {"n_estimators": 60, "max_depth": 5}},
+    }  # fmt: skip
+
+
+def _affresco(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    cli = Path(sys.executable).parent / "affresco"
+    return subprocess.run([str(cli), *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, kafka_settings: KafkaSettings) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("train")
+    suffix = uuid.uuid4().hex[:8]
+    trips, pings = f"test.trips.{suffix}", f"test.pings.{suffix}"
+    produce_simulation(kafka_settings, trips, pings, 120_000, seed=3)
+    definitions = write_yaml(demo_group_docs(trips, pings), tmp / "groups")
+    spec = tmp / "eta.yaml"
+    spec.write_text(yaml.safe_dump(_spec(trips, suffix), sort_keys=False))
+    prefix = f"test.models.{suffix}"
+    env = {"AFFRESCO_KAFKA_TOPIC_PREFIX": prefix, "AFFRESCO_DATA_DIR": str(tmp / "data")}
+    settings = kafka_settings.model_copy(update={"topic_prefix": prefix})
+    return {"tmp": tmp, "spec": spec, "definitions": definitions, "env": env, "settings": settings, "suffix": suffix,
+            "trips": trips}  # fmt: skip
+
+
+def test_train_builds_registers_and_deploys_a_checked_bundle(world: dict[str, Any]) -> None:
+    done = _affresco(["train", "--spec", str(world["spec"]), "-d", str(world["definitions"]), "--deploy", "prod"],
+                     world["env"])  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["version"] == 1 and summary["registered"] and summary["deployed"] == "prod"
+    assert summary["metrics"]["rmse"] < summary["metrics"]["baseline_global_mean.rmse"]
+    assert "global/US/nyc" in done.stderr  # the summary table names the nodes
+
+    state = ModelRegistry(world["settings"]).state()
+    record = state.resolve("eta", "prod")
+    assert record.version == 1 and record.bundle_uri == summary["bundle"]
+    bundle = load_bundle(record.bundle_uri, record.sha256)  # every file matches the event's checksums
+    manifest = bundle.manifest
+    assert manifest["training_set"]["built_from"]["labels"] == world["trips"]
+    persisted = Path(manifest["training_set"]["uri"])
+    assert sha256_hex(persisted.read_bytes()) == manifest["training_set"]["sha256"]  # the one persisted set
+    table = pq.read_table(persisted)
+    assert table.num_rows == manifest["training_set"]["rows"] > 1000
+    assert f"zone_demand_{world['suffix']}__requests_10m" in table.column_names
+    nodes = {n["id"]: n for n in manifest["partitions"]["nodes"]}
+    assert {"global", "global/US", "global/US/nyc"} <= set(nodes)
+    assert all(n["serves"] in nodes and n["reason"] for n in nodes.values())
+    assert record.metrics["rows_validation"] == manifest["training_set"]["split"]["rows_validation"]
+
+    again = _affresco(["train", "--spec", str(world["spec"]), "-d", str(world["definitions"])], world["env"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout.strip().splitlines()[-1])["version"] == 2  # numbered from the topic
+    listed = _affresco(["models", "list", "--model", "eta", "--json"], world["env"])
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
+    assert sorted(r["version"] for r in rows) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d, s: d["features"].append(f"zone_demand_{s}:no_such"), "has no feature 'no_such'"),
+        (lambda d, s: d["features"].append("ghost_group:x"), "unknown feature group 'ghost_group'"),
+        (lambda d, s: d["features"].append({"name": "bad", "expr": "distance_km * city"}), "operator '*'"),
+        (lambda d, s: d.update(label="city"), "'city' must be numeric"),
+        (lambda d, s: d["partitions"].update(by=["country", "district"]), "partition column 'district'"),
+    ],
+)
+def test_a_bad_spec_stops_before_training_and_emits_nothing(
+    world: dict[str, Any], change: Callable[[dict[str, Any], str], None], expected: str
+) -> None:
+    doc = _spec(world["trips"], world["suffix"])
+    change(doc, world["suffix"])
+    bad = world["tmp"] / f"bad-{uuid.uuid4().hex[:6]}.yaml"
+    bad.write_text(yaml.safe_dump(doc, sort_keys=False))
+    registry = ModelRegistry(world["settings"])
+    registry.ensure_topic()
+    before = TopicAdmin(world["settings"]).describe(registry.topic).messages
+    done = _affresco(["train", "--spec", str(bad), "-d", str(world["definitions"])], world["env"])
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr and str(bad) in done.stderr
+    assert "building the training set" not in done.stderr  # stopped before reading anything
+    assert TopicAdmin(world["settings"]).describe(registry.topic).messages == before
+
+
+def test_a_hierarchy_under_its_minimum_stops_before_any_fit(world: dict[str, Any]) -> None:
+    doc = _spec(world["trips"], world["suffix"])
+    doc["partitions"]["min_rows"] = 10_000_000
+    spec = world["tmp"] / "huge-minimum.yaml"
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    done = _affresco(["train", "--spec", str(spec), "-d", str(world["definitions"])], world["env"])
+    assert done.returncode == 1
+    assert "every node is under its minimum" in done.stderr
