@@ -84,34 +84,36 @@ def list_models(
         console.print(_leaderboard_table(name, model_rows))
 
 
+#: The columns of the table (every metric is in `--json` and `models show`): the task's primary
+#: metric and one more, so that the leaderboard fits an 80-column terminal.
+_TABLE_METRICS = {"regression": ("rmse", "r2"), "binary": ("auc", "log_loss")}
+
+
 def _leaderboard_table(name: str, rows: list[LeaderboardRow]) -> Table:
-    from models.leaderboard import BASELINES, PRIMARY_METRIC, TASK_METRICS
+    from rich import box
+
+    from models.leaderboard import BASELINES, PRIMARY_METRIC
 
     tasks = sorted({r.task for r in rows if r.task})
-    metrics = [m for t in tasks for m in TASK_METRICS[t]]
-    metrics += sorted({m for r in rows for m in r.metrics} - set(metrics))
+    metrics = list(dict.fromkeys(m for t in tasks for m in _TABLE_METRICS[t]))
     primaries = [PRIMARY_METRIC[t][0] for t in tasks]
-    title = f"{name} ({', '.join(tasks) or 'task unknown'}; ranked by {', '.join(primaries) or '-'})"
-    table = Table(title=title, title_justify="left")
-    for column in ("rank", "version", "status", "aliases", *metrics):
-        table.add_column(column, justify="right" if column in metrics or column in ("rank", "version") else "left")
+    title = (
+        f"{name} ({', '.join(tasks) or 'task unknown'}; ranked by {', '.join(primaries) or '-'}; all metrics: --json)"
+    )
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("#", "version", "aliases", *metrics):
+        table.add_column(column, justify="left" if column in ("version", "aliases") else "right", no_wrap=True)
     for baseline in BASELINES:
         for p in primaries:
-            table.add_column(f"{baseline.removeprefix('baseline_')} {p}", justify="right")
-    for column in ("rows train", "rows val", "nodes (fallback)"):
-        table.add_column(column, justify="right")
+            table.add_column(f"{baseline.removeprefix('baseline_').replace('_', ' ')} {p}", justify="right")
+    table.add_column("own models", justify="right", no_wrap=True)
     for r in rows:
-        status = "[yellow]retired[/]" if r.status == "retired" else r.status
-        cells = [_num(r.rank), f"v{r.version}", status, escape(", ".join(r.aliases)) or "-"]
+        version = f"v{r.version}" + (" [yellow]retired[/]" if r.status == "retired" else "")
+        cells = [_num(r.rank), version, escape(", ".join(r.aliases)) or "-"]
         cells += [_num(r.metrics.get(m)) for m in metrics]
         cells += [_num(r.baselines.get(b, {}).get(p)) for b in BASELINES for p in primaries]
-        nodes = r.counts.get("nodes")
-        fallback = r.counts.get("nodes_fallback")
-        cells += [
-            _num(r.counts.get("rows_train")),
-            _num(r.counts.get("rows_validation")),
-            "-" if nodes is None else f"{int(nodes)} ({'-' if fallback is None else int(fallback)})",
-        ]
+        nodes, fallback = r.counts.get("nodes"), r.counts.get("nodes_fallback")
+        cells.append("-" if nodes is None or fallback is None else f"{int(nodes - fallback)}/{int(nodes)}")
         table.add_row(*cells)
     return table
 

@@ -191,7 +191,7 @@ def test_cli_list_show_deploy_rollback_retire(settings: KafkaSettings, tmp_path:
     only = [json.loads(line)["model"] for line in ok("list", "--json", "--model", "churn").splitlines()]
     assert only == ["churn"]
     table = ok("list", "--model", "eta")
-    assert "ranked by rmse" in table and "node_mean rmse" in table and "prod" in table
+    assert "ranked by rmse" in table and "node mean rmse" in table and "prod" in table
 
     assert "rolled back eta@prod -> v1 (rolled back from v2)" in ok("rollback", "eta", "--alias", "prod")
     assert "no earlier version to roll back to" in refused("rollback", "eta", "--alias", "prod")

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -362,3 +363,37 @@ def test_the_demo_model_beats_both_baselines_near_the_noise_floor(groups: dict[s
     assert rmse < result.metrics["baseline_node_mean"]["rmse"] / 2
     assert floor < rmse < 2 * floor  # no model beats the noise; a useful one is within 2x of it
     assert sum(r.serves_itself for r in result.nodes.values()) > 1  # the hierarchy earns its keep
+
+
+@pytest.mark.parametrize(
+    ("library", "task"), [("lightgbm", "regression"), ("xgboost", "binary"), ("lightgbm", "binary")]
+)
+def test_the_job_trains_exports_and_bundles_any_library_and_task(
+    tmp_path: Path, groups: dict[str, FeatureGroup], library: str, task: str
+) -> None:
+    table = synthetic(12_000, seed=5)
+    if task == "binary":
+        slow = pc.greater(table.column("eta_s"), pc.approximate_median(table.column("eta_s")))
+        table = table.append_column("slow", slow)
+    pq.write_table(table, tmp_path / "ts.parquet")
+    doc = spec_doc(tmp_path / "ts.parquet", task=task, label="slow" if task == "binary" else "eta_s",
+                   trainer={"library": library, "params": {"n_estimators": 30}})  # fmt: skip
+    definition = definition_of(tmp_path, groups, doc)
+    result = train_partitioned(definition, pq.read_table(tmp_path / "ts.parquet"))
+    whole = result.metrics["model"]
+    if task == "binary":
+        assert definition.fallback_metric == "log_loss"
+        assert whole["auc"] > 0.8 and whole["log_loss"] < result.metrics["baseline_global_mean"]["log_loss"]
+    else:
+        assert whole["rmse"] < result.metrics["baseline_node_mean"]["rmse"]
+    ref = write_model_bundle(result, str(tmp_path / "b"), 1, TrainingSetRef("ts.parquet", "0" * 64, 1))
+    bundle = load_bundle(ref.uri, ref.sha256)
+    assert bundle.manifest["libraries"][library]
+    layout = bundle.manifest["onnx"]
+    node = next(n for n in bundle.manifest["partitions"]["nodes"] if n["id"] == "global")
+    onnx = OnnxModel(bundle.files[node["file"]], layout["output"], layout["column"])
+    x = definition.inputs.matrix({"distance_km": [1.0, 15.0], "zone_demand__requests_10m": [None, 3]}, 2)
+    predicted = onnx.predict(x)
+    assert predicted.shape == (2,) and np.isfinite(predicted).all()
+    if task == "binary":
+        assert ((predicted >= 0) & (predicted <= 1)).all()
