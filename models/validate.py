@@ -18,7 +18,7 @@ from models.inputs import ModelInput, ModelInputs, StoredFeature, feature_type, 
 from models.spec import ModelSpec, TransformSpec
 from models.trainers import trainer_problems
 from processors.definitions import FeatureGroup
-from processors.definitions.validate import _pydantic_problems
+from processors.definitions.validate import pydantic_problems
 from processors.definitions.yaml_loader import item_line, line_of, load_yaml_documents, strip_lines
 from processors.dsl import BOOL, FLOAT, INT, STR, FieldType, Kind, check_expression, schema_from_model
 from processors.exceptions import Problem
@@ -103,7 +103,7 @@ def compile_model_spec(
         spec = ModelSpec.model_validate(strip_lines(doc))
     except ValidationError as exc:
         # Field names in the messages, as for feature groups; the spec's name stands where a group's would.
-        found = _pydantic_problems(exc, {**doc, "group": doc.get("model")}, file)
+        found = pydantic_problems(exc, {**doc, "group": doc.get("model")}, file)
         return None, [Problem(p.file, p.message, p.line, None, p.feature) for p in found]
     checker = _Semantics(doc, file, spec, groups)
     schema = label_schema(spec)
@@ -119,17 +119,16 @@ class _Semantics:
         self.doc, self.file, self.spec, self.groups = doc, file, spec, groups
         self.problems: list[Problem] = []
 
-    def problem(self, message: str, key: str | None = None, item: Any = None, index: int | None = None) -> None:
-        container = self.doc
-        if isinstance(item, dict):
-            container, key = item, key
-        elif key is not None and isinstance(self.doc.get(key), dict):
-            container = self.doc[key]
-            key = None
-        line = line_of(container, key) or line_of(self.doc)
-        if index is not None and not isinstance(item, dict):
-            line = item_line(self.doc, "features", index)  # a plain string in the features list
-        self.problems.append(Problem(self.file, message, line))
+    def problem(self, message: str, key: str) -> None:
+        """A problem of a top-level key (`label`, `features`…), at its line."""
+        self.problems.append(Problem(self.file, message, line_of(self.doc, key) or line_of(self.doc)))
+
+    def feature_problem(self, index: int, message: str, key: str | None = None) -> None:
+        """A problem of `features[index]`: at its `key` when it is a mapping, else at the item's line."""
+        items = self.doc.get("features") or []
+        raw = items[index] if index < len(items) else None
+        line = line_of(raw, key) if isinstance(raw, dict) else item_line(self.doc, "features", index)
+        self.problems.append(Problem(self.file, message, line or line_of(self.doc, "features")))
 
     def _section_problem(self, section: str, key: str, message: str) -> None:
         raw = self.doc.get(section)
@@ -197,16 +196,15 @@ class _Semantics:
             group = self.groups.get(group_name)
             if group is None:
                 known = ", ".join(sorted(self.groups)) or "none registered"
-                self.problem(f"features[{index}] {item!r}: unknown feature group {group_name!r} (known: {known})",
-                             "features", index=index)  # fmt: skip
+                message = f"features[{index}] {item!r}: unknown feature group {group_name!r} (known: {known})"
+                self.feature_problem(index, message)
                 continue
             feature = next((f for f in group.features if f.name == feature_name), None)
             if feature is None:
-                self.problem(
+                self.feature_problem(
+                    index,
                     f"features[{index}] {item!r}: {group.ref} has no feature {feature_name!r} "
                     f"(features: {', '.join(group.feature_names)})",
-                    "features",
-                    index=index,
                 )
                 continue
             column = ts.entities.get(group_name) or next(iter(sorted(group.key.fields)), "")
@@ -232,14 +230,12 @@ class _Semantics:
         schema: dict[str, FieldType] = {**request, **{name: s.type for name, s in stored.items()}}
         inputs: list[ModelInput] = []
         seen: set[str] = set()
-        raw_items = self.doc.get("features") or []
         for index, item in enumerate(self.spec.features):
-            raw = raw_items[index] if index < len(raw_items) else None
             if isinstance(item, TransformSpec):
                 name, text = item.name, item.expr
                 found = check_expression(text, schema)
                 for p in found:
-                    self.problem(f"features[{index}] {name!r}: expr {text!r}: {p}", "expr", raw)
+                    self.feature_problem(index, f"features[{index}] {name!r}: expr {text!r}: {p}", "expr")
                 if found:
                     continue
                 from processors.dsl import compile_expression
@@ -255,25 +251,23 @@ class _Semantics:
                 name = item
                 if item not in request:
                     declared = ", ".join(sorted(self.spec.request)) or "none"
-                    self.problem(
+                    self.feature_problem(
+                        index,
                         f"features[{index}] {item!r}: not a group:feature reference nor a request field "
                         f"(request fields: {declared})",
-                        "features",
-                        index=index,
                     )
                     continue
                 model_input = ModelInput(name, "request", item, request[item])
             if name in seen:
-                self.problem(f"features[{index}]: input {name!r} is listed twice", "features", raw, index)
+                self.feature_problem(index, f"features[{index}]: input {name!r} is listed twice", "name")
             seen.add(name)
             kind = model_input.type.kind
             if not (kind.is_numeric or kind in (Kind.BOOL, Kind.ANY, Kind.NULL)):
-                self.problem(
+                self.feature_problem(
+                    index,
                     f"features[{index}] {name!r} is {model_input.type}; a model input must be a number or a bool "
                     "(use a category as a partition column, or transform it, e.g. if_else(x == 'a', 1, 0))",
-                    "expr" if isinstance(raw, dict) else "features",
-                    raw,
-                    index,
+                    "expr",
                 )
             inputs.append(model_input)
         if not inputs and not self.problems:

@@ -19,7 +19,7 @@ from streams.events.base import Event
 from streams.events.registry import event_class
 from streams.exceptions import UnknownEventTypeError
 
-__all__ = ["compile_spec", "load_groups", "yaml_files"]
+__all__ = ["compile_spec", "load_groups", "pydantic_problems", "yaml_files"]
 
 #: The columns the offline history has beside the features (state.offline.MIRROR_COLUMNS).
 RESERVED_COLUMNS = frozenset({"entity_key", "event_time", "revision", "written_by"})
@@ -66,7 +66,7 @@ def load_groups(paths: Sequence[Path]) -> list[FeatureGroup]:
     return groups
 
 
-def _pydantic_problems(exc: ValidationError, doc: dict[str, Any], file: str) -> list[Problem]:
+def pydantic_problems(exc: ValidationError, doc: dict[str, Any], file: str) -> list[Problem]:
     group = doc.get("group") if isinstance(doc.get("group"), str) else None
     out = []
     for err in exc.errors(include_url=False):
@@ -111,7 +111,7 @@ def compile_spec(doc: dict[str, Any], file: str) -> tuple[FeatureGroup | None, l
     try:
         spec = FeatureGroupSpec.model_validate(strip_lines(doc))
     except ValidationError as exc:
-        problems += _pydantic_problems(exc, doc, file)
+        problems += pydantic_problems(exc, doc, file)
     checked = _Semantics(doc, file)
     problems += checked.problems
     if problems or spec is None:
