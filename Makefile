@@ -51,11 +51,12 @@ fmt: setup
 schemas: setup
 	$(AFFRESCO) schemas export
 
-# Each benchmark prints one JSON line (figures and machine in README.md). ~10 minutes in all.
+# Each benchmark prints one JSON line (figures and machine in README.md). ~12 minutes in all.
 bench: jars
 	@bash infra/with-services.sh kafka,cassandra -- sh -c '$(BIN)/python -m bench.produce && \
 		$(BIN)/python -m bench.processor && $(BIN)/python -m bench.freshness && $(BIN)/python -m bench.online_get && \
-		$(BIN)/python -m bench.backfill && $(BIN)/python -m bench.pit_join && $(BIN)/python -m bench.recovery'
+		$(BIN)/python -m bench.backfill && $(BIN)/python -m bench.pit_join && $(BIN)/python -m bench.recovery && \
+		$(BIN)/python -m bench.train'
 
 
 status: setup
