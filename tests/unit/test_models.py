@@ -397,3 +397,16 @@ def test_the_job_trains_exports_and_bundles_any_library_and_task(
     assert predicted.shape == (2,) and np.isfinite(predicted).all()
     if task == "binary":
         assert ((predicted >= 0) & (predicted <= 1)).all()
+
+
+def test_parity_judges_small_values_at_the_model_scale_and_names_a_failing_row() -> None:
+    native = np.array([2576.0, 1800.0, 190.6, 3.0])
+    # float32 rounding of sums near 2,576 (~2.4e-4 per step): 0.0023 off on a value of 190.6 is rounding
+    report = check_parity(native, native + np.array([2e-3, -1e-3, 2.3e-3, 1e-3]), what="node global")
+    assert report.ok
+    broken = native.copy()
+    broken[2] += 5.0  # a real difference, at any scale
+    with pytest.raises(ExportError, match=r"on 1 of 4 held-out rows.*worst row 2: native 190.6, ONNX 195.6"):
+        check_parity(native, broken, what="node global")
+    with pytest.raises(ExportError, match="on 1 of 4"):
+        check_parity(native, np.array([2576.0, 1800.0, np.nan, 3.0]), what="node global")
