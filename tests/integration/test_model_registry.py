@@ -113,7 +113,10 @@ def test_the_state_survives_real_compaction(settings: KafkaSettings) -> None:
         time.sleep(0.15)  # a segment per record or so: only closed segments are cleaned
     registry.rollback("eta", "prod")
     registry.retire("eta", 3)
-    registry.register("eta", 4, "/bundles/eta/v4", SHA, _metrics(1.0), "regression")  # a key of its own, last
+    # The cleaner never touches the active segment, nor the duplicates of keys it holds: the last
+    # record must roll a segment of its own (older than segment.ms) and hold a key of its own.
+    time.sleep(0.15)
+    registry.register("eta", 4, "/bundles/eta/v4", SHA, _metrics(1.0), "regression")
     before = registry.state()
     written, keys = 10, len(before.versions) + len(before.aliases)
     deadline = time.monotonic() + 90
