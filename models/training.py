@@ -4,7 +4,9 @@
    and one label vector; one time split (`TimeSplit`) holds out the latest part of the label time
    range. Every node's rows are an index into these arrays.
 2. Nodes are trained top-down, one level at a time; the (node, trial) fits of a level run in
-   parallel threads (the libraries release the GIL), each with its share of the cores.
+   parallel threads (the libraries release the GIL), each with its share of the cores. A node's
+   best model is exported to ONNX on one more thread as soon as its trials are done, beside the
+   fits still running (conversion holds the GIL, fits do not).
 3. A node keeps its own model only if it had `min_rows` training rows, `min_validation_rows`
    validation rows, and its best trial beats the model that would otherwise serve it (its
    parent's, or whichever ancestor's serves the parent) on the node's own validation rows.
@@ -19,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +68,7 @@ class NodeResult:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     importances: dict[str, float] = field(default_factory=dict)
     fit_seconds: float = 0.0
+    score: float = float("nan")  # the best trial's validation metric
     model: FittedModel | None = field(default=None, repr=False)
     export: OnnxExport | None = field(default=None, repr=False)
     onnx: OnnxModel | None = field(default=None, repr=False)
@@ -78,6 +81,14 @@ class NodeResult:
     @property
     def serves_itself(self) -> bool:
         return self.serves == self.id
+
+
+@dataclass(frozen=True)
+class _Trial:
+    params: dict[str, Any]
+    model: FittedModel
+    score: float
+    seconds: float
 
 
 @dataclass
@@ -138,6 +149,8 @@ class _Job:
         self.trials = trials(spec.trainer.params, spec.trainer.search)
         self.fits = self.planned = 0
         self.lock = threading.Lock()
+        self.exporter = ThreadPoolExecutor(1)  # ONNX conversions, beside the fits
+        self.exports: dict[str, Future[tuple[OnnxExport, OnnxModel, ParityReport]]] = {}
 
     def rows(self, node: PartitionNode) -> tuple[np.ndarray, np.ndarray]:
         train = self.split.train[node.rows]
@@ -161,9 +174,12 @@ class _Job:
             msg = "the validation part of the label time range holds no row; widen the time range or the fraction"
             raise TrainingError(msg)
         self.planned = sum(r.rows_train >= spec.min_rows for r in results.values()) * len(self.trials)
-        for level in self.tree.by_depth():
-            self._train_level([results[n.id] for n in level], results)
-        self._export(results)
+        try:
+            for level in self.tree.by_depth():
+                self._train_level([results[n.id] for n in level], results)
+            self._export(results)
+        finally:
+            self.exporter.shutdown(cancel_futures=True)
         model_metrics, importances = self._evaluate(results)
         return TrainingResult(
             self.definition, self.split, self.tree, results, model_metrics, importances, self._distributions(results),
@@ -184,14 +200,20 @@ class _Job:
             return
         parallel = max(1, min(self.options.workers, len(todo)))
         threads = max(1, self.options.cores // parallel)
+        by_node: dict[str, list[_Trial]] = {}
         with ThreadPoolExecutor(parallel) as pool:
-            fitted = list(pool.map(lambda job: self._fit(job[0], job[1], job[2], threads), todo))
-        by_node: dict[str, list[tuple[dict[str, Any], FittedModel, float, float]]] = {}
-        for (result, _, params), (model, score, seconds) in zip(todo, fitted, strict=True):
-            by_node.setdefault(result.id, []).append((params, model, score, seconds))
+            futures = {pool.submit(self._fit, r, k, params, threads): (r, params) for r, k, params in todo}
+            for future in as_completed(futures):
+                result, params = futures[future]
+                trials = by_node.setdefault(result.id, [])
+                trials.append(_Trial(params, *future.result()))
+                if len(trials) == len(self.trials):
+                    # The node's best model is known: export it while the level's other fits run
+                    # (they release the GIL; the conversion holds it). Kept only if the node serves.
+                    self._keep_best(result, trials)
         for result in level:
             if result.id in by_node:
-                self._decide(result, by_node[result.id], results)
+                self._decide(result, results)
 
     def _fit(
         self, result: NodeResult, trial: int, params: dict[str, Any], threads: int
@@ -213,16 +235,23 @@ class _Job:
                 self.progress(f"{result.id} trial {trial + 1}/{len(self.trials)}", self.fits, self.planned)
         return model, float(score), seconds
 
-    def _decide(self, result: NodeResult, fitted: list[tuple[dict[str, Any], FittedModel, float, float]],
-                results: dict[str, NodeResult]) -> None:  # fmt: skip
+    def _keep_best(self, result: NodeResult, trials: list[_Trial]) -> None:
+        """Keep a node's best trial (by its validation metric) and start exporting it."""
         lower = LOWER_IS_BETTER[self.metric]
-        result.trials = [{"params": p, self.metric: s, "seconds": round(t, 3)} for p, _, s, t in fitted]
-        scored = [f for f in fitted if not np.isnan(f[2])] or fitted
-        params, model, score, _ = min(scored, key=lambda f: f[2] if lower else -f[2])
-        result.trained, result.model, result.params = True, model, params
-        result.fit_seconds = sum(f[3] for f in fitted)
+        order = {repr(p): k for k, p in enumerate(self.trials)}
+        trials.sort(key=lambda t: order[repr(t.params)])  # in the trials' order, however they finished
+        result.trials = [{"params": t.params, self.metric: t.score, "seconds": round(t.seconds, 3)} for t in trials]
+        scored = [t for t in trials if not np.isnan(t.score)] or trials
+        best = min(scored, key=lambda t: t.score if lower else -t.score)
+        result.trained, result.model, result.params, result.score = True, best.model, best.params, best.score
+        result.fit_seconds = sum(t.seconds for t in trials)
         names = self.definition.inputs.names
-        result.importances = dict(zip(names, model.importances().round(6).tolist(), strict=True))
+        result.importances = dict(zip(names, best.model.importances().round(6).tolist(), strict=True))
+        self.exports[result.id] = self.exporter.submit(self._export_one, result)
+
+    def _decide(self, result: NodeResult, results: dict[str, NodeResult]) -> None:
+        lower = LOWER_IS_BETTER[self.metric]
+        score = result.score
         parent = result.node.parent
         if parent is None:
             result.serves, result.reason = result.id, "the root of the hierarchy"
@@ -251,18 +280,21 @@ class _Job:
             )
 
     # -- export and evaluation ------------------------------------------------------------------
+    def _export_one(self, result: NodeResult) -> tuple[OnnxExport, OnnxModel, ParityReport]:
+        """A node's best model in ONNX, held to the native model by the parity gate on held-out rows first."""
+        assert result.model is not None
+        train, valid = self.rows(result.node)
+        sample = np.concatenate([valid, train])[:PARITY_ROWS]
+        export = result.model.to_onnx()
+        onnx = OnnxModel(export.model, export.output, export.column)
+        x = self.x[sample]
+        return export, onnx, check_parity(result.model.predict(x), onnx.predict(x), what=f"node {result.id}")
+
     def _export(self, results: dict[str, NodeResult]) -> None:
+        """Collect the exports of the serving nodes (a node that fell back is not exported, whatever its gate said)."""
         for result in results.values():
-            if not result.serves_itself:
-                continue
-            assert result.model is not None
-            train, valid = self.rows(result.node)
-            sample = np.concatenate([valid, train])[:PARITY_ROWS]
-            export = result.model.to_onnx()
-            onnx = OnnxModel(export.model, export.output, export.column)
-            x = self.x[sample]
-            result.parity = check_parity(result.model.predict(x), onnx.predict(x), what=f"node {result.id}")
-            result.export, result.onnx = export, onnx
+            if result.serves_itself:
+                result.export, result.onnx, result.parity = self.exports[result.id].result()
 
     def _served_predictions(self, rows: np.ndarray, results: dict[str, NodeResult]) -> np.ndarray:
         """The ONNX prediction of each row, from the model serving its deepest node."""
