@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from models.trainers.base import ONNX_INPUT, OnnxExport, Task, Trainer, normalized
+from models.trainers.base import EstimatorModel, Task, Trainer, normalized, param_problems
 
 __all__ = ["LightGBMTrainer"]
 
@@ -19,33 +18,19 @@ _OBJECTIVES: dict[Task, tuple[str, ...]] = {
 _OWNED = {"n_jobs", "random_state", "verbose", "verbosity"}
 
 
-class _Fitted:
-    def __init__(self, model: Any, task: Task, n_inputs: int) -> None:
-        self.model, self.task, self.n_inputs = model, task, n_inputs
-
+class _Fitted(EstimatorModel):
     @property
     def n_trees(self) -> int:
         return int(self.model.booster_.num_trees())
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        if self.task == "binary":
-            return np.asarray(self.model.predict_proba(x)[:, 1], dtype=np.float64)
-        return np.asarray(self.model.predict(x), dtype=np.float64)
-
-    def to_onnx(self) -> OnnxExport:
-        from onnxmltools import convert_lightgbm
-        from onnxmltools.convert.common.data_types import FloatTensorType
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            onx = convert_lightgbm(
-                self.model, initial_types=[(ONNX_INPUT, FloatTensorType([None, self.n_inputs]))], zipmap=False
-            )
-        output = onx.graph.output[1 if self.task == "binary" else 0].name
-        return OnnxExport(onx.SerializeToString(), output, 1 if self.task == "binary" else 0)
-
     def importances(self) -> np.ndarray:
         return normalized(np.asarray(self.model.booster_.feature_importance("gain"), dtype=np.float64))
+
+
+def _convert(model: Any, initial_types: list[Any]) -> Any:
+    from onnxmltools import convert_lightgbm
+
+    return convert_lightgbm(model, initial_types=initial_types, zipmap=False)
 
 
 class LightGBMTrainer(Trainer):
@@ -60,21 +45,8 @@ class LightGBMTrainer(Trainer):
     def param_problems(self, task: Task, params: Mapping[str, Any]) -> list[str]:
         import lightgbm
 
-        known = set(lightgbm.LGBMRegressor().get_params()) - _OWNED
-        problems = [
-            f"unknown lightgbm parameter {name!r} (known: {', '.join(sorted(known))})"
-            if name not in _OWNED
-            else f"{name!r} is set by affresco (threads and seed come from the job), not by the spec"
-            for name in params
-            if name not in known
-        ]
-        objective = params.get("objective")
-        if objective is not None and objective not in _OBJECTIVES[task]:
-            problems.append(
-                f"objective {objective!r} cannot be exported for a {task} model; "
-                f"expected one of {', '.join(_OBJECTIVES[task])}"
-            )
-        return problems
+        known = set(lightgbm.LGBMRegressor().get_params())
+        return param_problems(self.library, params, known=known, owned=_OWNED, objectives=_OBJECTIVES[task], task=task)
 
     def fit(
         self, task: Task, x: np.ndarray, y: np.ndarray, params: Mapping[str, Any], *, threads: int, seed: int
@@ -85,4 +57,4 @@ class LightGBMTrainer(Trainer):
         model = cls(**{"objective": _OBJECTIVES[task][0], **params, "n_jobs": threads, "random_state": seed,
                        "verbose": -1})  # fmt: skip
         model.fit(x, y)
-        return _Fitted(model, task, x.shape[1])
+        return _Fitted(model, task, x.shape[1], _convert)

@@ -7,13 +7,12 @@ converts without its sigmoid, silently wrong) and so is every objective not know
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from models.trainers.base import ONNX_INPUT, OnnxExport, Task, Trainer, normalized
+from models.trainers.base import EstimatorModel, OnnxExport, Task, Trainer, normalized, param_problems
 
 __all__ = ["XGBoostTrainer"]
 
@@ -28,29 +27,14 @@ _REFUSED = {
 _OWNED = {"n_jobs", "nthread", "random_state", "seed", "feature_names", "enable_categorical"}
 
 
-class _Fitted:
-    def __init__(self, model: Any, task: Task, n_inputs: int) -> None:
-        self.model, self.task, self.n_inputs = model, task, n_inputs
-
+class _Fitted(EstimatorModel):
     @property
     def n_trees(self) -> int:
         return int(self.model.get_booster().num_boosted_rounds())
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        if self.task == "binary":
-            return np.asarray(self.model.predict_proba(x)[:, 1], dtype=np.float64)
-        return np.asarray(self.model.predict(x), dtype=np.float64)
-
     def to_onnx(self) -> OnnxExport:
-        from onnxmltools import convert_xgboost
-        from onnxmltools.convert.common.data_types import FloatTensorType
-
         self.model.get_booster().feature_names = None  # the converter reads f0…fN or nothing
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            onx = convert_xgboost(self.model, initial_types=[(ONNX_INPUT, FloatTensorType([None, self.n_inputs]))])
-        output = onx.graph.output[1 if self.task == "binary" else 0].name
-        return OnnxExport(onx.SerializeToString(), output, 1 if self.task == "binary" else 0)
+        return super().to_onnx()
 
     def importances(self) -> np.ndarray:
         scores = self.model.get_booster().get_score(importance_type="total_gain")
@@ -58,6 +42,12 @@ class _Fitted:
         for name, value in scores.items():
             gains[int(name.removeprefix("f"))] = value
         return normalized(gains)
+
+
+def _convert(model: Any, initial_types: list[Any]) -> Any:
+    from onnxmltools import convert_xgboost
+
+    return convert_xgboost(model, initial_types=initial_types)
 
 
 class XGBoostTrainer(Trainer):
@@ -72,24 +62,9 @@ class XGBoostTrainer(Trainer):
     def param_problems(self, task: Task, params: Mapping[str, Any]) -> list[str]:
         import xgboost
 
-        known = set(xgboost.XGBRegressor().get_params()) - _OWNED
-        problems = [
-            f"unknown xgboost parameter {name!r} (known: {', '.join(sorted(known))})"
-            if name not in _OWNED
-            else f"{name!r} is set by affresco (threads and seed come from the job), not by the spec"
-            for name in params
-            if name not in known
-        ]
-        objective = params.get("objective")
-        if objective is not None:
-            if objective in _REFUSED:
-                problems.append(f"objective {objective!r} is refused: {_REFUSED[objective]}")
-            elif objective not in _OBJECTIVES[task]:
-                problems.append(
-                    f"objective {objective!r} cannot be exported for a {task} model; "
-                    f"expected one of {', '.join(_OBJECTIVES[task])}"
-                )
-        return problems
+        known = set(xgboost.XGBRegressor().get_params())
+        return param_problems(self.library, params, known=known, owned=_OWNED, objectives=_OBJECTIVES[task],
+                              task=task, refused=_REFUSED)  # fmt: skip
 
     def fit(
         self, task: Task, x: np.ndarray, y: np.ndarray, params: Mapping[str, Any], *, threads: int, seed: int
@@ -100,4 +75,4 @@ class XGBoostTrainer(Trainer):
         defaults = {"objective": _OBJECTIVES[task][0], "tree_method": "hist"}
         model = cls(**{**defaults, **params, "n_jobs": threads, "random_state": seed})
         model.fit(x, y)
-        return _Fitted(model, task, x.shape[1])
+        return _Fitted(model, task, x.shape[1], _convert)
