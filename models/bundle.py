@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,27 @@ from typing import Any
 
 from models.exceptions import BundleError
 
-__all__ = ["MANIFEST", "Bundle", "BundleRef", "load_bundle", "read_manifest", "sha256_hex", "write_bundle"]
+__all__ = ["MANIFEST", "Bundle", "BundleRef", "bundle_exists", "check_file_name", "load_bundle", "read_manifest",
+           "sha256_hex", "write_bundle"]  # fmt: skip
 
 MANIFEST = "manifest.json"
+
+
+_NAME = re.compile(r"^[A-Za-z0-9_%+-][A-Za-z0-9._%+-]*(/[A-Za-z0-9_%+-][A-Za-z0-9._%+-]*)*$")
+
+
+def check_file_name(name: str, uri: str) -> None:
+    """A bundle's file names are relative paths inside it: no `..`, no absolute path, no backslash."""
+    if not isinstance(name, str) or len(name) > 255 or not _NAME.match(name):
+        msg = f"bundle {uri}: {name!r} is not a file name inside a bundle (relative, no '..', no leading '.' or '/')"
+        raise BundleError(msg)
+
+
+def bundle_exists(uri: str) -> bool:
+    from pyarrow import fs
+
+    filesystem, path = _filesystem(uri)
+    return bool(filesystem.get_file_info(f"{path}/{MANIFEST}").type != fs.FileType.NotFound)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -72,10 +91,10 @@ def write_bundle(uri: str, files: Mapping[str, bytes], manifest: dict[str, Any])
     if MANIFEST in files:
         msg = f"{MANIFEST} is written by write_bundle, not passed as a file"
         raise BundleError(msg)
+    for name in files:
+        check_file_name(name, uri)
     filesystem, path = _filesystem(uri)
-    from pyarrow import fs
-
-    if filesystem.get_file_info(f"{path}/{MANIFEST}").type != fs.FileType.NotFound:
+    if bundle_exists(uri):
         msg = f"bundle {uri} already exists; bundles are immutable (register a new version instead)"
         raise BundleError(msg)
     checksums = {name: sha256_hex(data) for name, data in sorted(files.items())}
@@ -117,11 +136,20 @@ def read_manifest(uri: str, expected: Mapping[str, str] | None = None) -> dict[s
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         msg = f"bundle {uri}: {MANIFEST} has no 'files' mapping"
         raise BundleError(msg)
+    for name, checksum in manifest["files"].items():
+        check_file_name(name, uri)
+        if not isinstance(checksum, str):
+            msg = f"bundle {uri}: {MANIFEST} lists {name} with checksum {checksum!r}, not a sha256"
+            raise BundleError(msg)
     return manifest
 
 
 def load_bundle(uri: str, expected: Mapping[str, str] | None = None) -> Bundle:
-    """Every file of the bundle, each checked against the manifest (and against `expected` when given)."""
+    """Every file of the bundle, each checked against the manifest and against `expected`.
+
+    `expected` is the registry event's checksums: what makes a bundle trustworthy (a manifest only
+    vouches for itself). Serving always passes them; None is for inspecting a bundle by hand.
+    """
     manifest = read_manifest(uri, expected)
     filesystem, path = _filesystem(uri)
     files: dict[str, bytes] = {}

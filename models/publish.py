@@ -100,6 +100,9 @@ def manifest_of(result: TrainingResult, version: int, training_set: TrainingSetR
             "min_rows": spec.partitions.min_rows,
             "min_validation_rows": spec.partitions.min_validation_rows,
             "metric": definition.fallback_metric,
+            # How a row finds its node: each value as Python's str(), node ids URL-quoted paths;
+            # a value never seen in training stops at its parent (models.partitions.route).
+            "values": "str",
             "nodes": [_node_json(r) for r in result.nodes.values()],
         },
         "metrics": {name: _finite(m) for name, m in result.metrics.items()},

@@ -35,13 +35,13 @@ def trials(params: Mapping[str, Any], search: SearchSpec | None) -> list[dict[st
         chosen = grid[: search.trials]
     else:
         chosen = []
-        seen: set[tuple[Any, ...]] = set()
+        seen: set[str] = set()  # by repr: True == 1 in Python, not as parameters
         size = 1
         for n in names:
-            size *= len(search.space[n])
+            size *= len({repr(v) for v in search.space[n]})  # distinct values (the spec refuses repeats)
         while len(chosen) < min(search.trials, size):
             pick = tuple(rng.choice(search.space[n]) for n in names)
-            if pick not in seen:  # no trial twice: a repeat would only cost time
-                seen.add(pick)
+            if repr(pick) not in seen:  # no trial twice: a repeat would only cost time
+                seen.add(repr(pick))
                 chosen.append(dict(zip(names, pick, strict=True)))
     return [{**params, **t} for t in chosen]

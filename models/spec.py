@@ -27,9 +27,9 @@ parameters) live in `models.validate`, so every problem of a spec is reported at
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "FIELD_KINDS",
@@ -79,6 +79,15 @@ class TransformSpec(_Strict):
 
 class PartitionSpec(_Strict):
     by: list[str] = Field(default_factory=list, max_length=8, description="Partition columns, coarse to fine.")
+
+    @field_validator("by")
+    @classmethod
+    def _once(cls, by: list[str]) -> list[str]:
+        if len(set(by)) != len(by):
+            msg = f"each partition column once, got {by}"
+            raise ValueError(msg)
+        return by
+
     min_rows: int = Field(1000, ge=1, description="Training rows a node needs to get a model of its own.")
     min_validation_rows: int = Field(50, ge=1, description="Validation rows a node needs to prove it beats its parent.")
     metric: str | None = Field(None, description="Validation metric of the fallback rule (default: rmse / log_loss).")
@@ -92,7 +101,20 @@ class SearchSpec(_Strict):
     strategy: Literal["grid", "random"] = "random"
     trials: int = Field(4, ge=1, le=1000)
     seed: int = 0
-    space: dict[str, list[Scalar]] = Field(min_length=1, description="Parameter -> the values to try.")
+    space: dict[str, Annotated[list[Scalar], Field(min_length=1)]] = Field(
+        min_length=1, description="Parameter -> the values to try (at least one, each once)."
+    )
+
+    @field_validator("space")
+    @classmethod
+    def _distinct(cls, space: dict[str, list[Scalar]]) -> dict[str, list[Scalar]]:
+        for name, values in space.items():
+            texts = [repr(v) for v in values]
+            repeated = sorted({t for t in texts if texts.count(t) > 1})
+            if repeated:
+                msg = f"{name}: each value once; {', '.join(repeated)} is listed more than once"
+                raise ValueError(msg)
+        return space
 
 
 class TrainerSpec(_Strict):

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from models.distributions import categorical_distribution, numeric_distribution
-from models.exceptions import TrainingError
+from models.exceptions import ExportError, TrainingError
 from models.metrics import LOWER_IS_BETTER, metrics_for
 from models.onnx import OnnxModel, ParityReport, check_parity
 from models.partitions import PartitionNode, PartitionTree
@@ -38,6 +38,7 @@ from models.search import trials
 from models.split import TimeSplit
 from models.trainers import FittedModel, OnnxExport, get_trainer
 from models.validate import ModelDefinition
+from processors.exceptions import ProcessorsError
 
 __all__ = ["NodeResult", "TrainingOptions", "TrainingResult", "train_partitioned"]
 
@@ -111,7 +112,8 @@ def train_partitioned(
     options: TrainingOptions | None = None,
     progress: Progress | None = None,
 ) -> TrainingResult:
-    """Train every node of the hierarchy; raise `TrainingError` before any fit when it cannot work."""
+    """Train every node of the hierarchy; raise `TrainingError` (before any fit when it cannot work at all)
+    or `ExportError` (the root's export refused)."""
     return _Job(definition, table, options or TrainingOptions(), progress).run()
 
 
@@ -125,9 +127,15 @@ class _Job:
         self.definition, self.options, self.progress = definition, options, progress
         self.task = spec.task
         self.metric = definition.fallback_metric
-        self.rows_dropped = table.column(spec.label).null_count  # a row without a label teaches nothing
+        # A row without a label (null, NaN, infinite) teaches nothing: dropped, and counted.
+        label = table.column(spec.label)
+        if pa.types.is_floating(label.type):
+            usable = pc.and_(pc.is_valid(label), pc.is_finite(label)).fill_null(False)
+        else:
+            usable = pc.is_valid(label)
+        self.rows_dropped = table.num_rows - pc.sum(usable.cast(pa.int64())).as_py() if table.num_rows else 0
         if self.rows_dropped:
-            table = table.filter(pc.is_valid(table.column(spec.label)))
+            table = table.filter(usable)
         if not table.num_rows:
             msg = f"the training set has no row with a {spec.label!r} label"
             raise TrainingError(msg)
@@ -138,11 +146,21 @@ class _Job:
             msg = f"a binary label must be 0/1 or false/true; {spec.label!r} holds {bad}"
             raise TrainingError(msg)
         inputs = definition.inputs
-        present = set(table.column_names)
-        columns = {name: table.column(name).to_pylist() for name in inputs.columns_needed if name in present}
-        partition_values = {name: table.column(name).to_pylist() for name in definition.partition_columns}
-        self.x = inputs.matrix(columns, self.n)
-        self.split = TimeSplit.of(label_times(table, spec.training_set.time_field), spec.validation.fraction)
+        missing = [
+            name for name in [*inputs.columns_needed, *definition.partition_columns] if name not in table.column_names
+        ]
+        if missing:
+            names = ", ".join(map(repr, missing))
+            msg = f"the training set has no column {names} (columns: {', '.join(table.column_names)})"
+            raise TrainingError(msg)
+        columns = {name: _values(table.column(name)) for name in inputs.columns_needed}
+        partition_values = {name: _values(table.column(name)) for name in definition.partition_columns}
+        try:
+            self.x = inputs.matrix(columns, self.n)
+            times = label_times(table, spec.training_set.time_field)
+        except (ValueError, ProcessorsError) as exc:
+            raise TrainingError(str(exc)) from None
+        self.split = TimeSplit.of(times, spec.validation.fraction)
         self.tree = PartitionTree.build(partition_values, self.n, definition.partition_columns)
         self.partition_values = partition_values
         self.trainer = get_trainer(spec.trainer.library)
@@ -173,7 +191,7 @@ class _Job:
         if not root.rows_validation:
             msg = "the validation part of the label time range holds no row; widen the time range or the fraction"
             raise TrainingError(msg)
-        self.planned = sum(r.rows_train >= spec.min_rows for r in results.values()) * len(self.trials)
+        self.planned = sum(not self._cannot_train(r) for r in results.values()) * len(self.trials)
         try:
             for level in self.tree.by_depth():
                 self._train_level([results[n.id] for n in level], results)
@@ -188,12 +206,14 @@ class _Job:
 
     # -- one level ------------------------------------------------------------------------------
     def _train_level(self, level: list[NodeResult], results: dict[str, NodeResult]) -> None:
-        spec = self.definition.spec.partitions
         todo = []
         for result in level:
-            if result.rows_train < spec.min_rows:
-                result.serves = results[result.node.parent].serves if result.node.parent else result.id
-                result.reason = f"too few training rows ({result.rows_train:,} < min_rows {spec.min_rows:,})"
+            reason = self._cannot_train(result)
+            if reason:
+                if result.node.parent is None:
+                    msg = f"the root of the hierarchy cannot be trained: {reason}"
+                    raise TrainingError(msg)
+                result.serves, result.reason = results[result.node.parent].serves, reason
                 continue
             todo += [(result, k, params) for k, params in enumerate(self.trials)]
         if not todo:
@@ -203,7 +223,11 @@ class _Job:
         by_node: dict[str, list[_Trial]] = {}
         with ThreadPoolExecutor(parallel) as pool:
             futures = {pool.submit(self._fit, r, k, params, threads): (r, params) for r, k, params in todo}
+            failed: Future[Any] | None = None
             for future in as_completed(futures):
+                if future.exception() is not None:
+                    failed = future
+                    break
                 result, params = futures[future]
                 trials = by_node.setdefault(result.id, [])
                 trials.append(_Trial(params, *future.result()))
@@ -211,6 +235,10 @@ class _Job:
                     # The node's best model is known: export it while the level's other fits run
                     # (they release the GIL; the conversion holds it). Kept only if the node serves.
                     self._keep_best(result, trials)
+            if failed is not None:
+                for future in futures:
+                    future.cancel()  # the fits not started yet: the job stops with the first failure
+                raise failed.exception()  # type: ignore[misc]  # a TrainingError naming the node
         for result in level:
             if result.id in by_node:
                 self._decide(result, results)
@@ -220,9 +248,13 @@ class _Job:
     ) -> tuple[FittedModel, float, float]:
         train, valid = self.rows(result.node)
         started = time.monotonic()
-        model = self.trainer.fit(
-            self.task, self.x[train], self.y[train], params, threads=threads, seed=self.options.seed
-        )
+        try:
+            model = self.trainer.fit(
+                self.task, self.x[train], self.y[train], params, threads=threads, seed=self.options.seed
+            )
+        except Exception as exc:  # each library raises its own types; the node and params say where
+            msg = f"node {result.id}: {self.trainer.library} failed to fit with {params}: {type(exc).__name__}: {exc}"
+            raise TrainingError(msg) from exc
         seconds = time.monotonic() - started
         score = (
             metrics_for(self.task, self.y[valid], model.predict(self.x[valid])).get(self.metric, np.nan)
@@ -234,6 +266,18 @@ class _Job:
             if self.progress is not None:
                 self.progress(f"{result.id} trial {trial + 1}/{len(self.trials)}", self.fits, self.planned)
         return model, float(score), seconds
+
+    def _cannot_train(self, result: NodeResult) -> str:
+        """Why a node gets no model of its own before any fit ('' when it can be trained)."""
+        minimum = self.definition.spec.partitions.min_rows
+        if result.rows_train < minimum:
+            return f"too few training rows ({result.rows_train:,} < min_rows {minimum:,})"
+        if self.task == "binary":
+            train, _ = self.rows(result.node)
+            classes = np.unique(self.y[train])
+            if len(classes) < 2:
+                return f"every training row has label {classes[0]:g}: one class, nothing to separate"
+        return ""
 
     def _keep_best(self, result: NodeResult, trials: list[_Trial]) -> None:
         """Keep a node's best trial (by its validation metric) and start exporting it."""
@@ -285,16 +329,34 @@ class _Job:
         assert result.model is not None
         train, valid = self.rows(result.node)
         sample = np.concatenate([valid, train])[:PARITY_ROWS]
-        export = result.model.to_onnx()
-        onnx = OnnxModel(export.model, export.output, export.column)
+        try:
+            export = result.model.to_onnx()
+            onnx = OnnxModel(export.model, export.output, export.column)
+        except Exception as exc:  # converters raise anything; the node says where
+            msg = f"node {result.id}: ONNX conversion failed: {type(exc).__name__}: {exc}"
+            raise ExportError(msg) from exc
         x = self.x[sample]
         return export, onnx, check_parity(result.model.predict(x), onnx.predict(x), what=f"node {result.id}")
 
     def _export(self, results: dict[str, NodeResult]) -> None:
-        """Collect the exports of the serving nodes (a node that fell back is not exported, whatever its gate said)."""
+        """Collect the serving nodes' exports, parents first (a node that fell back is not exported).
+
+        A node whose export is refused (parity gate, converter) falls back like a node that lost to
+        its parent, the refusal and its figures as the reason; the root's refusal stops the job.
+        """
         for result in results.values():
-            if result.serves_itself:
+            if not result.serves_itself:
+                continue
+            try:
                 result.export, result.onnx, result.parity = self.exports[result.id].result()
+            except ExportError as exc:
+                if result.node.parent is None:
+                    raise
+                fallback = results[result.node.parent].serves
+                for other in results.values():
+                    if other.serves == result.id:
+                        other.serves = fallback
+                result.reason = f"{exc}; served by {fallback} instead"
 
     def _served_predictions(self, rows: np.ndarray, results: dict[str, NodeResult]) -> np.ndarray:
         """The ONNX prediction of each row, from the model serving its deepest node."""
@@ -366,6 +428,14 @@ class _Job:
             out.setdefault(name, categorical_distribution(_take(values, train)))
         out["__prediction__"] = numeric_distribution(self._validation_predictions)
         return out
+
+
+def _values(column: pa.ChunkedArray) -> list[Any]:
+    """A column's values for the DSL: timestamps as UTC epoch ms (the DSL's time), the rest as they are."""
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.timestamp("ms", tz=column.type.tz)).cast(pa.int64())
+    values: list[Any] = column.to_pylist()
+    return values
 
 
 def _take(values: Sequence[Any], mask: np.ndarray) -> list[Any]:

@@ -63,7 +63,8 @@ class ModelDefinition:
 def referenced_groups(doc: Mapping[str, Any]) -> list[str]:
     """The group names a raw spec document refers to (to resolve them before validating)."""
     names: list[str] = []
-    for item in doc.get("features") or []:
+    features = doc.get("features")
+    for item in features if isinstance(features, list) else []:
         if isinstance(item, str) and ":" in item:
             group = item.split(":", 1)[0]
             if group not in names:
@@ -139,11 +140,13 @@ class _Semantics:
         spec = self.spec
         ts = spec.training_set
         where = ts.path or ts.labels or ""
-        for name in [ts.time_field]:
-            if name not in columns:
-                self._section_problem("training_set", "time_field", f"the label rows ({where}) have no column {name!r}")
-            elif columns[name].kind is not Kind.INT:
-                self._section_problem("training_set", "time_field", f"{name!r} must be epoch ms, is {columns[name]}")
+        time_type = columns.get(ts.time_field)
+        if time_type is None:
+            self._section_problem(
+                "training_set", "time_field", f"the label rows ({where}) have no column {ts.time_field!r}"
+            )
+        elif time_type.kind is not Kind.INT:
+            self._section_problem("training_set", "time_field", f"{ts.time_field!r} must be epoch ms, is {time_type}")
         label = columns.get(spec.label)
         if label is None:
             self.problem(
@@ -172,8 +175,10 @@ class _Semantics:
         if spec.partitions.metric is not None and spec.partitions.metric not in _METRICS[spec.task]:
             known = ", ".join(_METRICS[spec.task])
             self._section_problem("partitions", "metric", f"expected one of {known}, got {spec.partitions.metric!r}")
-        for message in trainer_problems(spec.trainer.library, spec.task, spec.trainer.params, spec.trainer.search):
-            self._section_problem("trainer", "library" if "library" in message else "params", message)
+        for key, message in trainer_problems(spec.trainer.library, spec.task, spec.trainer.params, spec.trainer.search):
+            self._section_problem("trainer", key, message)
+        if spec.label in spec.request:
+            self._section_problem("request", spec.label, f"{spec.label!r} is the label: a model cannot be given it")
         stored, entities = self._stored(columns, request)
         inputs = self._inputs(request, stored)
         if self.problems:
@@ -219,8 +224,15 @@ class _Semantics:
                 request.setdefault(column, STR.with_nullable(True))
             name = stored_column(group_name, feature_name)
             stored[name] = StoredFeature(name, group_name, group.version, feature_name, feature_type(group, feature))
-            if ts.path is not None and name not in columns:
-                self._section_problem("training_set", "path", f"the training set has no column {name!r} for {item!r}")
+            if ts.path is not None:
+                got, wanted = columns.get(name), stored[name].type
+                if got is None:
+                    self._section_problem(
+                        "training_set", "path", f"the training set has no column {name!r} for {item!r}"
+                    )
+                elif got.kind is not wanted.kind and not (got.kind.is_numeric and wanted.kind.is_numeric):
+                    message = f"column {name!r} holds {got.kind.value}, but {item!r} is {wanted.kind.value}"
+                    self._section_problem("training_set", "path", message)
         for group_name in ts.entities:
             if group_name not in entities:
                 self._section_problem("training_set", "entities", f"{group_name!r} is not used by any feature")

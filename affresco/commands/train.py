@@ -39,7 +39,9 @@ def train(
     ),
     workers: int = typer.Option(2, "--workers", min=1, help="Fits (nodes x trials of one level) running at once."),
     seed: int = typer.Option(0, "--seed", help="Seed of every fit (subsampling)."),
-    check: bool = typer.Option(False, "--check", help="Validate the spec and stop (nothing is read or trained)."),
+    check: bool = typer.Option(
+        False, "--check", help="Validate the spec and stop (only feature groups and the label rows' schema are read)."
+    ),
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:
     """Train every node of a partitioned model in one job, export each to ONNX, write and register its bundle."""
@@ -148,13 +150,22 @@ def _training_set(
 
 
 def _next_version(model: str, root: str, settings: KafkaSettings | None) -> int:
+    """The registry's next version (1 unregistered), moved past any bundle already written under it.
+
+    Known before training, so that a collision (a bundle left by an unregistered run, or by a
+    registration that failed) never costs a whole training run.
+    """
+    from models.bundle import bundle_exists
+    from models.publish import bundle_uri
+
+    version = 1
     if settings is not None:
         from models.registry import ModelRegistry
 
-        return ModelRegistry(settings).state().next_version(model)
-    # Not registered: the next number not yet used by a bundle under the models root (local roots only).
-    taken = [int(p.name[1:]) for p in (Path(root) / model).glob("v*") if p.name[1:].isdigit()]
-    return max(taken, default=0) + 1
+        version = ModelRegistry(settings).state().next_version(model)
+    while bundle_exists(bundle_uri(root, model, version)):
+        version += 1
+    return version
 
 
 def _train(definition: ModelDefinition, table: pa.Table, workers: int, seed: int) -> TrainingResult:

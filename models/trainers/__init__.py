@@ -31,18 +31,20 @@ def get_trainer(library: str) -> Trainer:
     return trainer
 
 
-def trainer_problems(library: str, task: Task, params: Mapping[str, Any], search: SearchSpec | None) -> list[str]:
-    """Every problem of a trainer section: the library, its parameters, the search space's parameters."""
+def trainer_problems(
+    library: str, task: Task, params: Mapping[str, Any], search: SearchSpec | None
+) -> list[tuple[str, str]]:
+    """Every problem of a trainer section as (key of `trainer` it is about, message)."""
     try:
         trainer = get_trainer(library)
     except ValueError as exc:
-        return [f"library: {exc}"]
+        return [("library", str(exc))]
     except ImportError as exc:
-        return [f"library: {library} is not installed ({exc.name}); install affresco[ml]"]
-    problems = trainer.param_problems(task, params)
+        return [("library", f"{library} is not installed ({exc.name}); install affresco[ml]")]
+    problems = [("params", p) for p in trainer.param_problems(task, params)]
     if search is not None:
         # Every value of the space must be acceptable as a parameter of its own.
         for name, values in search.space.items():
             for value in values:
-                problems += [f"search.space.{name}: {p}" for p in trainer.param_problems(task, {name: value})]
+                problems += [("search", f"space.{name}: {p}") for p in trainer.param_problems(task, {name: value})]
     return list(dict.fromkeys(problems))

@@ -101,8 +101,9 @@ class EstimatorModel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             onx = self._convert(self.model, [(ONNX_INPUT, FloatTensorType([None, self.n_inputs]))])
-        column = 1 if self.task == "binary" else 0
-        return OnnxExport(onx.SerializeToString(), onx.graph.output[column].name, column)
+        # Converted classifiers output (label, probabilities): P(label = 1) is column 1 of the second.
+        output, column = (1, 1) if self.task == "binary" else (0, 0)
+        return OnnxExport(onx.SerializeToString(), onx.graph.output[output].name, column)
 
 
 def param_problems(

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from models.trainers.base import EstimatorModel, OnnxExport, Task, Trainer, normalized, param_problems
+from models.trainers.base import EstimatorModel, Task, Trainer, normalized, param_problems
 
 __all__ = ["XGBoostTrainer"]
 
@@ -31,10 +31,6 @@ class _Fitted(EstimatorModel):
     @property
     def n_trees(self) -> int:
         return int(self.model.get_booster().num_boosted_rounds())
-
-    def to_onnx(self) -> OnnxExport:
-        self.model.get_booster().feature_names = None  # the converter reads f0…fN or nothing
-        return super().to_onnx()
 
     def importances(self) -> np.ndarray:
         scores = self.model.get_booster().get_score(importance_type="total_gain")
@@ -75,4 +71,6 @@ class XGBoostTrainer(Trainer):
         defaults = {"objective": _OBJECTIVES[task][0], "tree_method": "hist"}
         model = cls(**{**defaults, **params, "n_jobs": threads, "random_state": seed})
         model.fit(x, y)
+        # The converter reads feature names f0…fN or none (numpy input gives none; a frame would not).
+        model.get_booster().feature_names = None
         return _Fitted(model, task, x.shape[1], _convert)

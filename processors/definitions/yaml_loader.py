@@ -65,7 +65,7 @@ def load_yaml_documents(path: Path) -> tuple[list[dict[str, Any]], list[Problem]
     except yaml.YAMLError as exc:
         return [], [Problem(str(path), f"invalid YAML: {exc}")]
     problems = [
-        Problem(str(path), f"expected a mapping (a feature group), got {type(d).__name__}")
+        Problem(str(path), f"expected a mapping (a feature group or a model spec), got {type(d).__name__}")
         for d in docs
         if not isinstance(d, dict)
     ]

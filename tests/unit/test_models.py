@@ -410,3 +410,107 @@ def test_parity_judges_small_values_at_the_model_scale_and_names_a_failing_row()
         check_parity(native, broken, what="node global")
     with pytest.raises(ExportError, match="on 1 of 4"):
         check_parity(native, np.array([2576.0, 1800.0, np.nan, 3.0]), what="node global")
+
+
+# -- hostile specs, data and bundles ------------------------------------------------------------------
+
+
+def test_search_spaces_labels_and_partition_columns_that_cannot_work_are_refused(
+    tmp_path: Path, groups: dict[str, FeatureGroup]
+) -> None:
+    pq.write_table(synthetic(100), tmp_path / "ts.parquet")
+    search = {"strategy": "random", "trials": 3, "space": {"max_depth": [4, 4], "learning_rate": []}}
+    doc = spec_doc(tmp_path / "ts.parquet", trainer={"library": "xgboost", "search": search},
+                   request={"distance_km": "float", "requested_at": "int", "eta_s": "float"},
+                   partitions={"by": ["country", "country"]})  # fmt: skip
+    found = "\n".join(problems_of(tmp_path, groups, doc))
+    assert "learning_rate" in found and "at least 1 item" in found
+    assert "each partition column once" in found
+    doc["trainer"]["search"]["space"] = {"max_depth": [4, 4]}  # (checked once every list holds something)
+    assert "4 is listed more than once" in "\n".join(problems_of(tmp_path, groups, doc))
+    doc = spec_doc(tmp_path / "ts.parquet", request={"distance_km": "float", "requested_at": "int", "eta_s": "float"})
+    assert "'eta_s' is the label: a model cannot be given it" in "\n".join(problems_of(tmp_path, groups, doc))
+    doc = spec_doc(tmp_path / "ts.parquet", features=5)
+    assert "features: Input should be a valid list" in "\n".join(problems_of(tmp_path, groups, doc))
+
+
+def test_a_stored_column_of_the_wrong_type_is_refused(tmp_path: Path, groups: dict[str, FeatureGroup]) -> None:
+    table = synthetic(100)
+    table = table.set_column(table.column_names.index("zone_demand__requests_10m"), "zone_demand__requests_10m",
+                             pa.array(["many"] * 100))  # fmt: skip
+    pq.write_table(table, tmp_path / "ts.parquet")
+    found = "\n".join(problems_of(tmp_path, groups, spec_doc(tmp_path / "ts.parquet")))
+    assert "column 'zone_demand__requests_10m' holds str, but 'zone_demand:requests_10m' is int" in found
+
+
+def test_rows_without_a_usable_label_are_dropped_and_counted(tmp_path: Path, groups: dict[str, FeatureGroup]) -> None:
+    table = synthetic(6_000, seed=2)
+    eta = table.column("eta_s").to_numpy().copy()
+    eta[:7] = np.nan
+    eta[7:9] = np.inf
+    table = table.set_column(table.column_names.index("eta_s"), "eta_s", pa.array(eta, mask=np.arange(6_000) == 9))
+    pq.write_table(table, tmp_path / "ts.parquet")
+    definition = definition_of(tmp_path, groups, spec_doc(tmp_path / "ts.parquet", partitions={"by": []}))
+    result = train_partitioned(definition, pq.read_table(tmp_path / "ts.parquet"))
+    assert result.rows_dropped == 10
+    assert result.split.train.sum() + result.split.validation.sum() == 5_990
+
+
+def test_a_node_with_one_class_falls_back_and_a_failing_fit_names_its_node(
+    tmp_path: Path, groups: dict[str, FeatureGroup]
+) -> None:
+    table = synthetic(12_000, seed=4)
+    slow = pc.greater(table.column("eta_s"), pc.approximate_median(table.column("eta_s")))
+    slow = pc.or_(slow, pc.equal(table.column("city"), "man"))  # every Manchester trip is slow
+    pq.write_table(table.append_column("slow", slow), tmp_path / "ts.parquet")
+    doc = spec_doc(tmp_path / "ts.parquet", task="binary", label="slow",
+                   trainer={"library": "xgboost", "params": {"n_estimators": 20}})  # fmt: skip
+    result = train_partitioned(definition_of(tmp_path, groups, doc), pq.read_table(tmp_path / "ts.parquet"))
+    man = result.nodes["global/GB/man"]
+    assert not man.trained and man.serves == result.nodes["global/GB"].serves
+    assert "one class" in man.reason
+
+    doc["trainer"] = {"library": "xgboost", "params": {"n_estimators": 20, "max_depth": "six"}}
+    with pytest.raises(TrainingError, match=r"node global: xgboost failed to fit with .*'max_depth': 'six'"):
+        train_partitioned(definition_of(tmp_path, groups, doc), pq.read_table(tmp_path / "ts.parquet"))
+
+
+def test_a_node_whose_export_is_refused_falls_back_with_the_figures(
+    tmp_path: Path, groups: dict[str, FeatureGroup], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import models.trainers as trainers
+
+    monkeypatch.setitem(trainers.TRAINERS, "xgboost", "tests.unit.broken_trainer:SmallNodesBreakTrainer")
+    pq.write_table(synthetic(30_000), tmp_path / "ts.parquet")
+    definition = definition_of(tmp_path, groups, spec_doc(tmp_path / "ts.parquet"))
+    result = train_partitioned(definition, pq.read_table(tmp_path / "ts.parquet"))
+    refused = [r for r in result.nodes.values() if "ONNX export refused" in r.reason]
+    assert refused, {r.id: r.reason for r in result.nodes.values()}
+    for r in refused:
+        assert not r.serves_itself and r.export is None and "max abs diff" in r.reason
+        assert result.nodes[r.serves].serves_itself and result.nodes[r.serves].export is not None
+    assert all(result.nodes[r.serves].export is not None for r in result.nodes.values())  # nothing serves unexported
+
+
+def test_bundle_file_names_cannot_leave_the_bundle(tmp_path: Path) -> None:
+    from models.bundle import write_bundle
+
+    for name in ("../escape.onnx", "/etc/passwd", "nodes/../../x", ".hidden", "a\\b", ""):
+        with pytest.raises(BundleError, match="is not a file name inside a bundle"):
+            write_bundle(str(tmp_path / "b"), {name: b"x"}, {})
+    (tmp_path / "secret.txt").write_text("secret")
+    bundle = tmp_path / "evil"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"files": {"../secret.txt": "0" * 64}}))
+    with pytest.raises(BundleError, match="is not a file name inside a bundle"):
+        load_bundle(str(bundle))
+
+
+def test_the_next_version_skips_bundles_already_written(tmp_path: Path, trained: TrainingResult) -> None:
+    from affresco.commands.train import _next_version
+
+    root = str(tmp_path / "models")
+    assert _next_version("eta_test", root, None) == 1
+    write_model_bundle(trained, f"{root}/eta_test/v1", 1, TrainingSetRef("ts.parquet", "0" * 64, 1))
+    write_model_bundle(trained, f"{root}/eta_test/v2", 2, TrainingSetRef("ts.parquet", "0" * 64, 1))
+    assert _next_version("eta_test", root, None) == 3
