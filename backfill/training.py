@@ -27,6 +27,7 @@ from processors.definitions import FeatureGroup
 from processors.engine import GroupEngine, SourceRow
 from processors.exceptions import ProcessorsError
 from processors.kernels.asof import AsOf, Timeline
+from processors.prediction import features_instant
 
 if TYPE_CHECKING:
     from streams.settings import KafkaSettings
@@ -64,7 +65,8 @@ def build_training_set(
     offline_root: Path,
     workers: int = 1,
 ) -> BuiltTrainingSet:
-    """Label rows (`label_type` events of a topic, or a .parquet file), each feature as of each row's time.
+    """Label rows (`label_type` events of a topic, or a .parquet file), each feature as a prediction at the
+    row's time sees it: as of 1 ms before it (the prediction rule, `processors.prediction`).
 
     The groups' source events are read from Kafka or the raw archive (`source`) up to the last
     label time, and joined by `point_in_time_join`. Raises `ProcessorsError` on unusable labels.
@@ -97,7 +99,7 @@ def build_training_set(
                                  chunk_size=200_000):  # fmt: skip
             found += chunk.rows
         events[r.group.ref] = found
-    joined = point_in_time_join(table, time_column, requests, events, workers=workers)
+    joined = point_in_time_join(table, time_column, requests, events, workers=workers, before=True)
     return BuiltTrainingSet(joined, invalid, tuple(requests))
 
 
@@ -134,14 +136,19 @@ def point_in_time_join(
     events: Mapping[str, Sequence[SourceRow]],
     *,
     workers: int = 1,
+    before: bool = False,
 ) -> pa.Table:
     """`labels` with one column per requested feature (`<group>__<feature>`), rows in the same order.
+
+    Values as of each label's time; with `before`, as of `features_instant(time)` — strictly
+    before it, the prediction rule (`processors.prediction`), which training sets follow.
 
     `events[group.ref]` are the group's validated source rows, in any order (ties of `last` are
     broken by value, as everywhere). `workers` > 1 joins groups in parallel, in forked processes
     that share the events copy-on-write (nothing is pickled but the finished columns).
     """
-    job = _Job(labels, label_times(labels, time_column), tuple(requests), events)
+    times = label_times(labels, time_column)
+    job = _Job(labels, features_instant(times) if before else times, tuple(requests), events)
     with gc_paused():
         if workers > 1 and len(requests) > 1:
             results = _forked(job, min(workers, len(requests)))

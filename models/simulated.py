@@ -63,6 +63,6 @@ def simulated_training_set(
     ]
     events = {r.group.ref: by_type.get(r.group.event_type, []) for r in feature_requests}
     table = point_in_time_join(
-        pa.Table.from_pylist(labels), definition.spec.training_set.time_field, feature_requests, events
+        pa.Table.from_pylist(labels), definition.spec.training_set.time_field, feature_requests, events, before=True
     )
     return SimulatedTrainingSet(table, requests, n_events)

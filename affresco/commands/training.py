@@ -42,7 +42,9 @@ def training_set(
     out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write."),
     label_type: str = typer.Option("trip_completed", "--label-type", help="Event type of label events (topic labels)."),
     time_column: str = typer.Option(
-        "requested_at", "--time-field", help="Label column with the prediction time (features are taken as of it)."
+        "requested_at",
+        "--time-field",
+        help="Label column with the prediction time (features as of 1 ms before it: never the request's own event).",
     ),
     entity: list[str] = typer.Option([], "--entity", help="group=label_column when the group's key field differs."),
     source: str = typer.Option("kafka", "--source", help="Where feature source events come from: kafka or archive."),
@@ -52,7 +54,7 @@ def training_set(
     ),
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:
-    """Build a point-in-time-correct training set: every feature as of each label's time."""
+    """Build a point-in-time-correct training set: every feature as a prediction at each label's time sees it."""
     import pyarrow.parquet as pq
 
     from affresco.settings import PlatformSettings

@@ -254,6 +254,7 @@ def test_cli_training_set_from_outcome_events(
     from typer.testing import CliRunner
 
     from affresco.cli import app
+    from processors.prediction import features_instant
     from tests.integration.processor_helpers import write_yaml
     from tests.reference import group_values_as_of
 
@@ -280,9 +281,14 @@ def test_cli_training_set_from_outcome_events(
     assert summary["invalid_labels"] == 1
     group = compile_groups(docs)[0]
     requested = fields_of(events, "trip_requested")
-    for row in table[::25]:  # as of the request time: the label's own and later events never leak in
-        expected = group_values_as_of(group, requested, row["requested_at"]).get(row["pickup_zone"])
+    leaked = 0
+    for row in table[::25]:  # strictly before the request: the trip's own request and later events never leak in
+        t = row["requested_at"]
+        expected = group_values_as_of(group, requested, features_instant(t)).get(row["pickup_zone"])
         assert row[f"{demand}__requests_10m"] == (None if expected is None else expected["requests_10m"])
+        inclusive = group_values_as_of(group, requested, t).get(row["pickup_zone"]) or {}
+        leaked += inclusive.get("requests_10m") != row[f"{demand}__requests_10m"]
+    assert leaked > 0  # as of the request time inclusive, the trip's own request would be counted
     bad = runner.invoke(app, ["training-set", "--labels", trips, "-d", str(defs), "--out", str(out),
                               "--features", "zone_demand-requests"])  # fmt: skip
     assert bad.exit_code == 2 and "expected group:feature" in bad.output

@@ -141,3 +141,22 @@ def test_label_times_may_be_timestamps_of_any_unit_and_must_be_times() -> None:
     assert got == [[3], [3]]  # events at +0, +1 s and +2 s are in; +3 s is after the label
     with pytest.raises(ProcessorsError, match="epoch milliseconds or timestamps"):
         point_in_time_join(pa.table({"zone": ["z"], "t": ["yesterday"]}), "t", request, {g.ref: rows})
+
+
+def test_the_prediction_rule_leaves_out_the_request_s_own_event() -> None:
+    """Features of a prediction at t are as of t - 1 ms: the trip's own request (at t) never counts."""
+    g = group()
+    events = list(simulate(6000, seed=12, start_ms=T0))
+    requests = [e.__dict__ for e in events if e.type_name() == "trip_requested"]
+    labels = [{"pickup_zone": r["pickup_zone"], "t": r["event_time"]} for r in requests]  # one label per request
+    rows = [SourceRow(f, 0, i) for i, f in enumerate(requests)]
+    request = FeatureRequest(g, ("n_10m",), "pickup_zone")
+    inclusive = join(labels, [request], {g.ref: rows})
+    table = point_in_time_join(pa.Table.from_pylist(labels), "t", [request], {g.ref: rows}, before=True)
+    before = table.to_pylist()
+    for label, a, b in zip(labels, inclusive, before, strict=True):
+        expected = group_values_as_of(g, requests, label["t"] - 1).get(label["pickup_zone"])
+        assert b["zone_demand__n_10m"] == (None if expected is None else expected["n_10m"])
+        assert a["zone_demand__n_10m"] >= 1  # as of t inclusive, the request counts itself
+    leaks = sum(a["zone_demand__n_10m"] != b["zone_demand__n_10m"] for a, b in zip(inclusive, before, strict=True))
+    assert leaks == len(labels)  # every row: each request is its own event
