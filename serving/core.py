@@ -13,6 +13,10 @@ One code path for the online service, batch prediction and `explain`:
 5. each row is routed to the deepest partition node on its path and scored by the ONNX model that
    serves that node, one ONNX Runtime call per serving node.
 
+Batch prediction and `explain` take step 2-3 from the log instead (`replayed_features`: the
+groups' source events through the batch as-of kernel, as training sets are built); steps 4-5
+(`score`) are the same code for every path.
+
 A record whose latest event is at or after `t` holds events the training set would not see (the
 request's own event was processed first): its values are still computed, and the row says so
 (`ahead`), since online state cannot be rewound.
@@ -25,14 +29,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from backfill.training import FeatureRequest, point_in_time_join
+from models.inputs import stored_column
 from models.partitions import route
-from processors.engine import EntityState
+from processors.engine import EntityState, SourceRow
 from processors.prediction import features_instant
 from serving.model import LoadedModel
 from state.online.base import OnlineRecord, OnlineStore
 
-__all__ = ["ScoredRow", "predict_rows"]
+__all__ = [
+    "FeatureFrame",
+    "ScoredRow",
+    "online_features",
+    "predict_replayed",
+    "predict_rows",
+    "replayed_features",
+    "score",
+]
+
+_TIME = "__request_time__"
 
 
 @dataclass
@@ -47,13 +64,35 @@ class ScoredRow:
     ahead: list[str] = field(default_factory=list)  # groups whose record holds events at or after t
 
 
+@dataclass
+class FeatureFrame:
+    """Rows' model columns (request fields and `<group>__<feature>`), from the store or from the log."""
+
+    times: list[int]
+    columns: dict[str, list[Any]]
+    feature_times: list[dict[str, int | None]]
+    ahead: list[list[str]]
+
+
 def predict_rows(
     model: LoadedModel, rows: Sequence[Mapping[str, Any]], store: OnlineStore, *, now_ms: int
 ) -> list[ScoredRow]:
-    """Score `rows` (each: entity keys, request fields and optionally the model's time field)."""
+    """Score `rows` (each: entity keys, request fields and optionally the model's time field) from the online store."""
+    return score(model, rows, online_features(model, rows, store, now_ms=now_ms))
+
+
+def predict_replayed(
+    model: LoadedModel, rows: Sequence[Mapping[str, Any]], events: Mapping[str, Sequence[SourceRow]], *, now_ms: int
+) -> list[ScoredRow]:
+    """Score `rows` with features replayed from the groups' source events (batch prediction, `explain`)."""
+    return score(model, rows, replayed_features(model, rows, events, now_ms=now_ms))
+
+
+def online_features(
+    model: LoadedModel, rows: Sequence[Mapping[str, Any]], store: OnlineStore, *, now_ms: int
+) -> FeatureFrame:
+    """Features as of 1 ms before each row's request, from the stored tiles, in one multi-get."""
     n = len(rows)
-    if not n:
-        return []
     times = [_request_time(row, model.time_field, now_ms) for row in rows]
     instants = [features_instant(t) for t in times]
     keys = sorted({(use.group.ref, str(row[use.entity_column])) for use in model.groups for row in rows
@@ -61,7 +100,7 @@ def predict_rows(
     # One read for every group and entity of the batch; expiry is judged per row below, so the
     # store is asked as of the earliest instant (a record expired then is expired for every row).
     records = store.get_many(keys, now_ms=min(instants)) if keys else {}
-    columns: dict[str, list[Any]] = {name: [row.get(name) for row in rows] for name in model.inputs.request}
+    columns = _request_columns(model, rows)
     feature_times: list[dict[str, int | None]] = [{} for _ in rows]
     ahead: list[list[str]] = [[] for _ in rows]
     decoded: dict[tuple[str, str], EntityState] = {}
@@ -80,7 +119,34 @@ def predict_rows(
             for f in use.features:
                 values[f][i] = found[f]
         for f, column in values.items():
-            columns[f"{use.group.name}__{f}"] = column
+            columns[stored_column(use.group.name, f)] = column
+    return FeatureFrame(times, columns, feature_times, ahead)
+
+
+def replayed_features(
+    model: LoadedModel, rows: Sequence[Mapping[str, Any]], events: Mapping[str, Sequence[SourceRow]], *, now_ms: int
+) -> FeatureFrame:
+    """Features as of 1 ms before each row's request, from `events[group.ref]` by the batch as-of kernel."""
+    n = len(rows)
+    times = [_request_time(row, model.time_field, now_ms) for row in rows]
+    entity_columns = sorted({use.entity_column for use in model.groups})
+    keys = {c: pa.array([_key(row.get(c)) for row in rows], pa.string()) for c in entity_columns}
+    labels = pa.table({_TIME: pa.array(times, pa.int64()), **keys})
+    requests = [FeatureRequest(use.group, use.features, use.entity_column) for use in model.groups]
+    joined = point_in_time_join(labels, _TIME, requests, events, before=True)
+    columns = _request_columns(model, rows)
+    for r in requests:
+        for f in r.features:
+            columns[r.column(f)] = joined.column(r.column(f)).to_pylist()
+    return FeatureFrame(times, columns, [{} for _ in range(n)], [[] for _ in range(n)])
+
+
+def score(model: LoadedModel, rows: Sequence[Mapping[str, Any]], frame: FeatureFrame) -> list[ScoredRow]:
+    """The bundle's transforms, routing and ONNX Runtime on a frame: one call per serving node."""
+    n = len(rows)
+    if not n:
+        return []
+    columns = frame.columns
     x = model.inputs.matrix(columns, n)
     nodes = [route(model.levels, model.serves, row) for row in rows]
     served_by = [model.serves[node] for node in nodes]
@@ -92,9 +158,19 @@ def predict_rows(
     out = []
     for i in range(n):
         features = {name: columns[name][i] for name in stored}
-        out.append(ScoredRow(float(predictions[i]), nodes[i], served_by[i], times[i], features, feature_times[i],
-                             [name for name, v in features.items() if v is None], ahead[i]))  # fmt: skip
+        out.append(ScoredRow(float(predictions[i]), nodes[i], served_by[i], frame.times[i], features,
+                             frame.feature_times[i], [name for name, v in features.items() if v is None],
+                             frame.ahead[i]))  # fmt: skip
     return out
+
+
+def _request_columns(model: LoadedModel, rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    return {name: [row.get(name) for row in rows] for name in model.inputs.request}
+
+
+def _key(value: Any) -> str | None:
+    # Entities are keyed by Python's str() of the key value, as the engine keys them.
+    return None if value is None else str(value)
 
 
 def _request_time(row: Mapping[str, Any], time_field: str, now_ms: int) -> int:
