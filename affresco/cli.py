@@ -10,6 +10,7 @@ from affresco.commands import events as events_cmd
 from affresco.commands import features as features_cmd
 from affresco.commands import infra as infra_cmd
 from affresco.commands import models as models_cmd
+from affresco.commands import predict as predict_cmd
 from affresco.commands import process as process_cmd
 from affresco.commands import simulate as simulate_cmd
 from affresco.commands import topics as topics_cmd
@@ -38,6 +39,7 @@ app.command("backfill")(backfill_cmd.backfill)
 app.command("consistency")(backfill_cmd.consistency)
 app.command("training-set")(training_cmd.training_set)
 app.command("train")(train_cmd.train)
+app.command("predict-batch")(predict_cmd.predict_batch)
 
 
 def main() -> None:

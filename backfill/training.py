@@ -32,7 +32,8 @@ from processors.prediction import features_instant
 if TYPE_CHECKING:
     from streams.settings import KafkaSettings
 
-__all__ = ["BuiltTrainingSet", "FeatureRequest", "build_training_set", "label_times", "point_in_time_join"]
+__all__ = ["BuiltTrainingSet", "FeatureRequest", "build_training_set", "label_times", "labels_from_topic",
+           "point_in_time_join", "read_group_events"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,6 @@ def build_training_set(
     """
     import pyarrow.parquet as pq
 
-    from backfill.source import read_chunks
-
     if labels.endswith(".parquet"):
         table, invalid = pq.read_table(labels), 0
     else:
@@ -92,15 +91,25 @@ def build_training_set(
             msg = f"{r.group.ref}: label rows have no column {r.entity_column!r} for its entity; map it to a column"
             raise ProcessorsError(msg)
     until = int(label_times(table, time_column).max()) + 1
-    events: dict[str, Sequence[SourceRow]] = {}
-    for r in requests:
-        found: list[SourceRow] = []
-        for chunk in read_chunks(r.group, source, 0, until, settings=settings, offline_root=offline_root,  # type: ignore[arg-type]
-                                 chunk_size=200_000):  # fmt: skip
-            found += chunk.rows
-        events[r.group.ref] = found
+    events = read_group_events([r.group for r in requests], source, until, settings, offline_root)
     joined = point_in_time_join(table, time_column, requests, events, workers=workers, before=True)
     return BuiltTrainingSet(joined, invalid, tuple(requests))
+
+
+def read_group_events(
+    groups: Sequence[FeatureGroup], source: str, until: int, settings: KafkaSettings, offline_root: Path
+) -> dict[str, Sequence[SourceRow]]:
+    """Each group's validated source rows before `until` (epoch ms), from Kafka or the raw archive."""
+    from backfill.source import read_chunks
+
+    events: dict[str, Sequence[SourceRow]] = {}
+    for group in groups:
+        found: list[SourceRow] = []
+        for chunk in read_chunks(group, source, 0, until, settings=settings, offline_root=offline_root,  # type: ignore[arg-type]
+                                 chunk_size=200_000):  # fmt: skip
+            found += chunk.rows
+        events[group.ref] = found
+    return events
 
 
 def labels_from_topic(topic: str, label_type: str, settings: KafkaSettings) -> tuple[list[dict[str, Any]], int]:

@@ -100,7 +100,7 @@ def online_features(
     # One read for every group and entity of the batch; expiry is judged per row below, so the
     # store is asked as of the earliest instant (a record expired then is expired for every row).
     records = store.get_many(keys, now_ms=min(instants)) if keys else {}
-    columns = _request_columns(model, rows)
+    columns = _request_columns(model, rows, times)
     feature_times: list[dict[str, int | None]] = [{} for _ in rows]
     ahead: list[list[str]] = [[] for _ in rows]
     decoded: dict[tuple[str, str], EntityState] = {}
@@ -134,7 +134,7 @@ def replayed_features(
     labels = pa.table({_TIME: pa.array(times, pa.int64()), **keys})
     requests = [FeatureRequest(use.group, use.features, use.entity_column) for use in model.groups]
     joined = point_in_time_join(labels, _TIME, requests, events, before=True)
-    columns = _request_columns(model, rows)
+    columns = _request_columns(model, rows, times)
     for r in requests:
         for f in r.features:
             columns[r.column(f)] = joined.column(r.column(f)).to_pylist()
@@ -164,8 +164,11 @@ def score(model: LoadedModel, rows: Sequence[Mapping[str, Any]], frame: FeatureF
     return out
 
 
-def _request_columns(model: LoadedModel, rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    return {name: [row.get(name) for row in rows] for name in model.inputs.request}
+def _request_columns(model: LoadedModel, rows: Sequence[Mapping[str, Any]], times: list[int]) -> dict[str, list[Any]]:
+    columns = {name: [row.get(name) for row in rows] for name in model.inputs.request}
+    if model.time_field in columns:
+        columns[model.time_field] = list(times)  # the request time, however the row gave it
+    return columns
 
 
 def _key(value: Any) -> str | None:
@@ -174,7 +177,11 @@ def _key(value: Any) -> str | None:
 
 
 def _request_time(row: Mapping[str, Any], time_field: str, now_ms: int) -> int:
+    """The row's request time: the model's time field, else the row's own event time (an event
+    replayed as a request, e.g. `trip_requested`), else `now_ms`."""
     value = row.get(time_field)
+    if value is None:
+        value = row.get("event_time")
     return now_ms if value is None else int(value)
 
 

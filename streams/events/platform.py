@@ -193,6 +193,9 @@ class Prediction(Event):
     features: dict[Key, FeatureValue] = Field(default_factory=dict, max_length=MAX_FEATURES)
     prediction: float
     latency_ms: float | None = Field(None, ge=0, le=MAX_LATENCY_MS)
+    join_key: str | None = Field(
+        None, min_length=1, max_length=200, description="Joins the prediction with its outcome (e.g. the trip id)."
+    )
 
 
 class Outcome(Event):

@@ -65,10 +65,18 @@ def world(tmp_path_factory: pytest.TempPathFactory, kafka_settings: KafkaSetting
             "trips": trips}  # fmt: skip
 
 
-def test_train_builds_registers_and_deploys_a_checked_bundle(world: dict[str, Any]) -> None:
+@pytest.fixture(scope="module")
+def trained(world: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     done = _affresco(["train", "--spec", str(world["spec"]), "-d", str(world["definitions"]), "--deploy", "prod"],
                      world["env"])  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_train_builds_registers_and_deploys_a_checked_bundle(
+    world: dict[str, Any], trained: subprocess.CompletedProcess[str]
+) -> None:
+    done = trained
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["version"] == 1 and summary["registered"] and summary["deployed"] == "prod"
     assert summary["metrics"]["rmse"] < summary["metrics"]["baseline_global_mean.rmse"]
@@ -134,3 +142,38 @@ def test_a_hierarchy_under_its_minimum_stops_before_any_fit(world: dict[str, Any
     done = _affresco(["train", "--spec", str(spec), "-d", str(world["definitions"])], world["env"])
     assert done.returncode == 1
     assert "every node is under its minimum" in done.stderr
+
+
+def test_predict_batch_equals_the_training_set_and_emits_predictions(
+    world: dict[str, Any], trained: subprocess.CompletedProcess[str]
+) -> None:
+    """Every trip request scored from the log: the same features as its training-set row, the same prediction."""
+    from serving.core import FeatureFrame, score
+    from serving.model import LoadedModel
+
+    out = world["tmp"] / "predictions.parquet"
+    done = _affresco(["predict-batch", "--model", "eta@prod", "--input", world["trips"], "--event-type",
+                      "trip_requested", "--output", str(out), "-d", str(world["definitions"]), "--emit",
+                      "--join-key", "trip_id"], world["env"])  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    predicted = {r["trip_id"]: r for r in pq.read_table(out).to_pylist()}
+    assert summary["rows"] == summary["emitted"] == len(predicted) > 1000 and summary["version"] == 1
+    topic = f"{world['settings'].topic_prefix}.predictions.eta"
+    assert TopicAdmin(world["settings"]).describe(topic).messages == summary["rows"]
+
+    record = ModelRegistry(world["settings"]).state().resolve("eta", "prod")
+    bundle = load_bundle(record.bundle_uri, record.sha256)
+    from processors.definitions import load_groups
+
+    model = LoadedModel.from_bundle(bundle, {g.name: g for g in load_groups([world["definitions"]])})
+    training = pq.read_table(bundle.manifest["training_set"]["uri"]).to_pylist()
+    stored = [s.column for s in model.inputs.stored]
+    sample = training[::7]
+    frame = FeatureFrame([r["requested_at"] for r in sample], {c: [r.get(c) for r in sample] for c in
+                         [*model.inputs.request, *stored]}, [{}] * len(sample), [[]] * len(sample))  # fmt: skip
+    offline = score(model, sample, frame)
+    for row, expected in zip(sample, offline, strict=True):
+        served = predicted[row["trip_id"]]  # the trip's request, scored by predict-batch
+        assert {c: served[c] for c in stored} == {c: row[c] for c in stored}, row["trip_id"]
+        assert served["prediction"] == expected.prediction and served["partition"] == expected.served_by
