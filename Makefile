@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,cassandra,stream,offline,ml]'
+	$(BIN)/python -m pip install -q -e '.[dev,cassandra,stream,offline,ml,serve]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

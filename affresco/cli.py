@@ -12,6 +12,7 @@ from affresco.commands import infra as infra_cmd
 from affresco.commands import models as models_cmd
 from affresco.commands import predict as predict_cmd
 from affresco.commands import process as process_cmd
+from affresco.commands import serve as serve_cmd
 from affresco.commands import simulate as simulate_cmd
 from affresco.commands import topics as topics_cmd
 from affresco.commands import train as train_cmd
@@ -40,6 +41,7 @@ app.command("consistency")(backfill_cmd.consistency)
 app.command("training-set")(training_cmd.training_set)
 app.command("train")(train_cmd.train)
 app.command("predict-batch")(predict_cmd.predict_batch)
+app.command("serve")(serve_cmd.serve)
 
 
 def main() -> None:

@@ -177,3 +177,114 @@ def test_predict_batch_equals_the_training_set_and_emits_predictions(
         served = predicted[row["trip_id"]]  # the trip's request, scored by predict-batch
         assert {c: served[c] for c in stored} == {c: row[c] for c in stored}, row["trip_id"]
         assert served["prediction"] == expected.prediction and served["partition"] == expected.served_by
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_predicts_over_http_emits_events_and_swaps_models_without_a_failed_request(
+    world: dict[str, Any], trained: subprocess.CompletedProcess[str]
+) -> None:
+    import threading
+    import time
+
+    import httpx
+
+    from backfill.training import labels_from_topic
+
+    groups = [f"{g}_{world['suffix']}" for g in ("zone_demand", "zone_supply", "city_eta", "rider_history")]
+    done = _affresco(["process", "run", *groups, "--until-idle", "-d", str(world["definitions"])], world["env"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    if ModelRegistry(world["settings"]).state().next_version("eta") == 2:  # this test alone: a second version
+        assert _affresco(["train", "--spec", str(world["spec"]), "-d", str(world["definitions"])],
+                         world["env"]).returncode == 0  # fmt: skip
+    port = _free_port()
+    cli = Path(sys.executable).parent / "affresco"
+    log = world["tmp"] / f"serve-{port}.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([str(cli), "serve", "--port", str(port), "-d", str(world["definitions"])],
+                                  env={**os.environ, **world["env"], "AFFRESCO_SERVING_RELOAD_INTERVAL_S": "0.5"},
+                                  stderr=out)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, log.read_text()
+            time.sleep(0.3)
+        requests, _ = labels_from_topic(world["trips"], "trip_requested", world["settings"])
+        rows = [{"pickup_zone": r["pickup_zone"], "city": r["city"], "country": r["country"], "rider_id": r["rider_id"],
+                 "distance_km": r["distance_km"], "requested_at": r["event_time"], "join_key": r["trip_id"]}
+                for r in requests[-40:]]  # fmt: skip
+        topic = f"{world['settings'].topic_prefix}.predictions.eta"
+        admin = TopicAdmin(world["settings"])
+        emitted_before = admin.describe(topic).messages if topic in admin.names() else 0  # predict-batch's
+        answer = httpx.post(f"{base}/v1/models/eta/predict", json={"rows": rows})
+        assert answer.status_code == 200, answer.text
+        served = answer.json()["rows"]
+        assert len(served) == len(rows) and {r["version"] for r in served} == {1}
+        assert all(r["prediction"] > 0 and r["partition"].startswith("global") for r in served)
+        assert any(r["features"][f"zone_demand_{world['suffix']}__requests_10m"] for r in served)  # from the store
+
+        unknown = httpx.post(f"{base}/v1/models/nope/predict", json={"rows": rows[:1]})
+        assert unknown.status_code == 404 and "eta" in unknown.json()["detail"]["served"]
+        bad_rows = [{**rows[0], "distance_km": "far"}, {k: v for k, v in rows[0].items() if k != "city"}]
+        broken = httpx.post(f"{base}/v1/models/eta/predict", json={"rows": bad_rows})
+        assert broken.status_code == 422
+        where = {tuple(p["loc"][2:]) for p in broken.json()["detail"]}
+        assert where == {(0, "distance_km"), (1, "city")}
+        nan = httpx.post(f"{base}/v1/models/eta/predict", content='{"rows": [{"distance_km": NaN}]}',
+                         headers={"content-type": "application/json"})  # fmt: skip
+        assert nan.status_code == 422
+        assert "affresco_predictions_total" in httpx.get(f"{base}/metrics").text
+
+        deadline = time.monotonic() + 20  # emitted off the response path: they arrive soon after
+        while admin.describe(topic).messages < emitted_before + len(rows) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert admin.describe(topic).messages == emitted_before + len(rows)
+
+        failures: list[str] = []
+        versions: set[int] = set()
+        stop = threading.Event()
+
+        def load() -> None:
+            with httpx.Client() as client:
+                while not stop.is_set():
+                    r = client.post(f"{base}/v1/models/eta/predict", json={"rows": rows[:5]})
+                    if r.status_code != 200:
+                        failures.append(r.text)
+                    else:
+                        versions.update(row["version"] for row in r.json()["rows"])
+
+        thread = threading.Thread(target=load)
+        thread.start()
+        try:
+            for action in (
+                ["deploy", "eta", "--version", "2", "--alias", "prod"],
+                ["rollback", "eta", "--alias", "prod"],
+            ):
+                assert _affresco(["models", *action], world["env"]).returncode == 0
+                target = 2 if action[0] == "deploy" else 1
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    prod = [m for m in httpx.get(f"{base}/v1/models").json()["served"] if m["alias"] == "prod"]
+                    if prod and prod[0]["version"] == target:
+                        break
+                    time.sleep(0.2)
+                assert prod and prod[0]["version"] == target
+        finally:
+            stop.set()
+            thread.join()
+        assert failures == [] and versions == {1, 2}  # both served, not one request failed
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

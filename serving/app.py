@@ -1,0 +1,211 @@
+"""The HTTP prediction service (FastAPI): predict, the models served, health, readiness, metrics.
+
+Scoring is `serving.core.predict_rows` — the code batch prediction and training-set parity are
+tested against. Requests are validated against the model's own request fields (from its
+manifest) before anything is read; a prediction event is queued per row and never waited for.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel, Field, ValidationError
+
+from serving.catalog import Catalog
+from serving.core import ScoredRow, predict_rows
+from serving.emitter import PredictionEmitter
+from serving.model import LoadedModel
+from serving.settings import ServingSettings
+from state.exceptions import StateError
+from state.online.base import OnlineStore
+from streams.events.platform import Prediction
+
+__all__ = ["create_app"]
+
+_KINDS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+class PredictRequest(BaseModel):
+    rows: list[dict[str, Any]] = Field(min_length=1, description="Entity keys and request fields, one object per row.")
+
+
+class PredictedRow(BaseModel):
+    prediction_id: str
+    prediction: float
+    model: str
+    version: int
+    partition: str = Field(description="The partition node whose model scored the row.")
+    node: str = Field(description="The deepest partition node on the row's path.")
+    features: dict[str, Any]
+    missing: list[str]
+    state_ahead_of_request: list[str] = Field(
+        description="Groups whose stored state already held events at or after the request time."
+    )
+
+
+class PredictResponse(BaseModel):
+    rows: list[PredictedRow]
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        fast = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
+        self.latency = Histogram("affresco_predict_seconds", "Predict request latency.", ["model"],
+                                 registry=self.registry, buckets=fast)  # fmt: skip
+        self.store_latency = Histogram("affresco_online_store_seconds", "Online-store read latency per request.",
+                                       registry=self.registry, buckets=fast)  # fmt: skip
+        self.predictions = Counter("affresco_predictions_total", "Rows scored.", ["model", "version", "partition"],
+                                   registry=self.registry)  # fmt: skip
+        self.fallbacks = Counter("affresco_prediction_fallbacks_total", "Rows scored by an ancestor of their node.",
+                                 ["model", "node"], registry=self.registry)  # fmt: skip
+        self.missing = Counter("affresco_missing_features_total", "Features missing at prediction time.",
+                               ["model", "feature"], registry=self.registry)  # fmt: skip
+        self.errors = Counter("affresco_predict_errors_total", "Refused or failed requests.", ["kind"],
+                              registry=self.registry)  # fmt: skip
+        self.emit_failed = Gauge("affresco_prediction_events_failed", "Prediction events that could not be emitted.",
+                                 registry=self.registry)  # fmt: skip
+
+
+def create_app(catalog: Catalog, store: OnlineStore, emitter: PredictionEmitter, settings: ServingSettings) -> FastAPI:
+    app = FastAPI(title="affresco prediction service", version="1",
+                  description="Predictions from partitioned ONNX models, features from the online store.")  # fmt: skip
+    metrics = _Metrics()
+
+    def authorized(authorization: str | None = Header(None)) -> None:
+        if settings.token is None:
+            return
+        if authorization != f"Bearer {settings.token.get_secret_value()}":
+            metrics.errors.labels("auth").inc()
+            raise HTTPException(401 if authorization is None else 403, "a valid bearer token is required")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        body = {"models_loaded": catalog.refreshed, "models": catalog.names(), "load_errors": catalog.errors,
+                "prediction_events_queued": emitter.queued, "prediction_events_failed": emitter.failed}  # fmt: skip
+        return JSONResponse(body, status_code=200 if catalog.refreshed else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prometheus() -> PlainTextResponse:
+        metrics.emit_failed.set(emitter.failed)
+        return PlainTextResponse(generate_latest(metrics.registry).decode(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models", dependencies=[Depends(authorized)])
+    def models() -> dict[str, Any]:
+        return {"served": catalog.describe(), "load_errors": catalog.errors}
+
+    @app.post("/v1/models/{name}/predict", response_model=PredictResponse, dependencies=[Depends(authorized)])
+    def predict(
+        name: str,
+        body: PredictRequest,
+        request: Request,
+        x_model_alias: str | None = Header(None),
+        x_model_version: int | None = Header(None),
+    ) -> PredictResponse:
+        started = time.perf_counter()
+        model = _resolve(catalog, name, x_model_alias, x_model_version, settings.default_alias, metrics)
+        if len(body.rows) > settings.max_rows:
+            metrics.errors.labels("too_many_rows").inc()
+            detail = [{"loc": ["body", "rows"], "msg": f"at most {settings.max_rows} rows per request",
+                       "input": len(body.rows)}]  # fmt: skip
+            raise HTTPException(422, detail)
+        problems = [p for i, row in enumerate(body.rows) for p in _row_problems(model, row, i)]
+        if problems:
+            metrics.errors.labels("invalid_row").inc()
+            raise HTTPException(422, problems)
+        now = int(time.time() * 1000)
+        store_started = time.perf_counter()
+        try:
+            scored = predict_rows(model, body.rows, store, now_ms=now)
+        except StateError as exc:
+            metrics.errors.labels("online_store").inc()
+            raise HTTPException(503, f"the online store failed: {exc}") from None
+        metrics.store_latency.observe(time.perf_counter() - store_started)
+        ids = [uuid.uuid4().hex for _ in scored]
+        latency_ms = (time.perf_counter() - started) * 1000
+        emitter.emit(model.name, _events(model, body.rows, scored, ids, latency_ms, metrics))
+        for s in scored:
+            metrics.predictions.labels(model.name, str(model.version), s.served_by).inc()
+            if s.served_by != s.node:
+                metrics.fallbacks.labels(model.name, s.node).inc()
+            for feature in s.missing:
+                metrics.missing.labels(model.name, feature).inc()
+        metrics.latency.labels(model.name).observe(time.perf_counter() - started)
+        return PredictResponse(rows=[
+            PredictedRow(prediction_id=i, prediction=s.prediction, model=model.name, version=model.version,
+                         partition=s.served_by, node=s.node, features=s.features, missing=s.missing,
+                         state_ahead_of_request=s.ahead)
+            for i, s in zip(ids, scored, strict=True)
+        ])  # fmt: skip
+
+    return app
+
+
+def _resolve(
+    catalog: Catalog, name: str, alias: str | None, version: int | None, default_alias: str, metrics: _Metrics
+) -> LoadedModel:
+    # The path may name the alias or version too: eta@shadow, eta:3.
+    if ":" in name:
+        name, _, text = name.partition(":")
+        version = int(text.removeprefix("v")) if text.removeprefix("v").isdigit() else -1
+    elif "@" in name:
+        name, _, alias = name.partition("@")
+    model = catalog.lookup(name, alias or default_alias, version)
+    if model is None:
+        metrics.errors.labels("unknown_model").inc()
+        wanted = f"{name} v{version}" if version is not None else f"{name}@{alias or default_alias}"
+        raise HTTPException(404, {"msg": f"no model {wanted} is served", "served": catalog.names()})
+    return model
+
+
+def _row_problems(model: LoadedModel, row: Mapping[str, Any], index: int) -> list[dict[str, Any]]:
+    problems: list[dict[str, Any]] = []
+    for field, kind in model.request_fields.items():
+        loc = ["body", "rows", index, field]
+        if field not in row or row[field] is None:
+            if field != model.time_field:  # the time defaults to now
+                problems.append({"loc": loc, "msg": f"field required ({kind})", "input": None})
+            continue
+        value = row[field]
+        if (isinstance(value, bool) and kind != "bool") or not isinstance(value, _KINDS[kind]):
+            problems.append({"loc": loc, "msg": f"expected {kind}", "input": value})
+        elif isinstance(value, float) and not math.isfinite(value):
+            problems.append({"loc": loc, "msg": "expected a finite number", "input": str(value)})
+        elif isinstance(value, str) and not 0 < len(value) <= 200:
+            problems.append({"loc": loc, "msg": "expected 1 to 200 characters", "input": value[:50]})
+    return problems
+
+
+def _events(
+    model: LoadedModel,
+    rows: list[dict[str, Any]],
+    scored: list[ScoredRow],
+    ids: list[str],
+    latency_ms: float,
+    metrics: _Metrics,
+) -> list[Prediction]:
+    entity_columns = sorted({use.entity_column for use in model.groups} | set(model.levels))
+    out = []
+    for row, s, prediction_id in zip(rows, scored, ids, strict=True):
+        try:
+            out.append(Prediction(
+                event_time=s.request_time_ms, request_id=prediction_id, model=model.name,
+                model_version=model.version, partition=s.served_by,
+                entity_keys={c: str(row[c]) for c in entity_columns if row.get(c) is not None},
+                features=s.features, prediction=s.prediction, latency_ms=min(latency_ms, 3_600_000.0),
+                join_key=None if row.get("join_key") is None else str(row["join_key"])[:200],
+            ))  # fmt: skip
+        except ValidationError:
+            metrics.errors.labels("prediction_event").inc()
+    return out

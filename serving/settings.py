@@ -1,0 +1,19 @@
+"""Settings of the prediction service, from `AFFRESCO_SERVING_*` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ServingSettings"]
+
+
+class ServingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AFFRESCO_SERVING_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    token: SecretStr | None = Field(None, description="Bearer token required on every route but health; off if unset.")
+    max_rows: int = Field(1000, ge=1, le=100_000, description="Rows one predict request may carry.")
+    default_alias: str = Field("prod", description="The alias served when a request names none.")
+    reload_interval_s: float = Field(2.0, gt=0, le=3600, description="How often the model topic is read for changes.")
