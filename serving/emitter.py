@@ -24,6 +24,7 @@ class PredictionEmitter:
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings, self.topics = settings, Topics(settings)
         self._ensured: set[str] = set()
+        self._wanted: set[str] = set()
         self.producer = EventProducer(settings, linger_ms=5, collect_failures=True,
                                       config={"message.timeout.ms": 10_000, "enable.idempotence": False})  # fmt: skip
         self.queued = self.refused = 0
@@ -34,12 +35,8 @@ class PredictionEmitter:
 
     def emit(self, model: str, events: Iterable[Prediction]) -> None:
         topic = self.topics.predictions(model)
-        if topic not in self._ensured:
-            try:  # once per model, with its spec (partitions, retention) rather than a broker default
-                TopicAdmin(self.settings, timeout_s=2.0).ensure([self.topics.predictions_spec(model)])
-                self._ensured.add(topic)
-            except StreamsError:
-                pass  # Kafka unreachable: the sends below fail and are counted
+        if model not in self._ensured:
+            self._wanted.add(model)  # the topic is created (with its spec) by the background thread
         for event in events:
             try:
                 self.producer.send(topic, event)
@@ -54,6 +51,12 @@ class PredictionEmitter:
 
     def _serve_reports(self) -> None:
         while not self._stop.is_set():
+            for model in list(self._wanted - self._ensured):
+                try:  # with its spec (partitions, retention) rather than a broker default
+                    TopicAdmin(self.settings, timeout_s=2.0).ensure([self.topics.predictions_spec(model)])
+                    self._ensured.add(model)
+                except StreamsError:
+                    pass  # Kafka unreachable: tried again on the next turn; sends meanwhile are counted
             self.producer.poll(0.2)
             self._delivery_failures += len(self.producer.take_failures())
 
