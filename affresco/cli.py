@@ -7,6 +7,7 @@ import typer
 from affresco.commands import backfill as backfill_cmd
 from affresco.commands import demo as demo_cmd
 from affresco.commands import events as events_cmd
+from affresco.commands import explain as explain_cmd
 from affresco.commands import features as features_cmd
 from affresco.commands import infra as infra_cmd
 from affresco.commands import models as models_cmd
@@ -42,6 +43,7 @@ app.command("training-set")(training_cmd.training_set)
 app.command("train")(train_cmd.train)
 app.command("predict-batch")(predict_cmd.predict_batch)
 app.command("serve")(serve_cmd.serve)
+app.command("explain")(explain_cmd.explain)
 
 
 def main() -> None:

@@ -205,6 +205,8 @@ def _events(
                 entity_keys={c: str(row[c]) for c in entity_columns if row.get(c) is not None},
                 features=s.features, prediction=s.prediction, latency_ms=min(latency_ms, 3_600_000.0),
                 join_key=None if row.get("join_key") is None else str(row["join_key"])[:200],
+                inputs={f: row[f] for f in model.request_fields if row.get(f) is not None},
+                feature_times=s.feature_times,
             ))  # fmt: skip
         except ValidationError:
             metrics.errors.labels("prediction_event").inc()

@@ -165,5 +165,7 @@ def _emit(
                 entity_keys={c: str(row[c]) for c in entity_columns if row.get(c) is not None},
                 features=s.features, prediction=s.prediction,
                 join_key=None if join_key is None or row.get(join_key) is None else str(row[join_key]),
+                inputs={f: row[f] for f in model.request_fields if row.get(f) is not None},
+                feature_times=s.feature_times,
             ))  # fmt: skip
     return len(rows)

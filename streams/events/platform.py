@@ -196,6 +196,14 @@ class Prediction(Event):
     join_key: str | None = Field(
         None, min_length=1, max_length=200, description="Joins the prediction with its outcome (e.g. the trip id)."
     )
+    inputs: dict[Key, FeatureValue] = Field(
+        default_factory=dict, max_length=MAX_FEATURES, description="The request fields as the model saw them."
+    )
+    feature_times: dict[Key, Annotated[int, JsonInt(0, INT63_MAX)] | None] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Per feature group: the event time of the state used (null: none).",
+    )
 
 
 class Outcome(Event):

@@ -178,6 +178,20 @@ def test_predict_batch_equals_the_training_set_and_emits_predictions(
         assert {c: served[c] for c in stored} == {c: row[c] for c in stored}, row["trip_id"]
         assert served["prediction"] == expected.prediction and served["partition"] == expected.served_by
 
+    # explain: each sampled prediction re-derived from the raw log alone replays identically.
+    for row in sample[:3]:
+        prediction_id = predicted[row["trip_id"]]["prediction_id"]
+        explained = _affresco(["explain", prediction_id, "-d", str(world["definitions"])], world["env"])
+        assert explained.returncode == 0, explained.stderr[-2000:]
+        report = json.loads(explained.stdout.strip().splitlines()[-1])
+        assert report["identical"] and report["served"]["prediction"] == predicted[row["trip_id"]]["prediction"]
+        windowed = [f for f in report["features"] if f["events"]]
+        assert windowed and all(f["events"]["window"][1] == row["requested_at"] - 1 for f in windowed)
+        demand = next(f for f in windowed if f["feature"].endswith("__requests_10m"))
+        assert demand["events"]["count"] == (demand["served"] or 0)  # the events behind the count, listed
+    missing = _affresco(["explain", "no-such-id", "-d", str(world["definitions"])], world["env"])
+    assert missing.returncode == 1 and "no prediction 'no-such-id'" in missing.stderr
+
 
 def _free_port() -> int:
     import socket
