@@ -11,6 +11,8 @@ import math
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
@@ -19,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from pydantic import BaseModel, Field, ValidationError
 
 from serving.catalog import Catalog
-from serving.core import ScoredRow, predict_rows
+from serving.core import FeatureFrame, ScoredRow, missing_features, online_features, score
 from serving.emitter import PredictionEmitter
 from serving.model import LoadedModel
 from serving.settings import ServingSettings
@@ -52,6 +54,7 @@ class PredictedRow(BaseModel):
 
 class PredictResponse(BaseModel):
     rows: list[PredictedRow]
+    degraded: str | None = Field(None, description="Why features are missing when the online store failed or was slow.")
 
 
 class _Metrics:
@@ -78,6 +81,26 @@ def create_app(catalog: Catalog, store: OnlineStore, emitter: PredictionEmitter,
     app = FastAPI(title="affresco prediction service", version="1",
                   description="Predictions from partitioned ONNX models, features from the online store.")  # fmt: skip
     metrics = _Metrics()
+    # Store reads run here, so a request waits at most its budget: a hung store never hangs a
+    # request (a stuck read keeps its thread; later ones queue and time out within their budget).
+    readers = ThreadPoolExecutor(8, thread_name_prefix="online-store")
+    budget_s = settings.store_budget_ms / 1000
+
+    def _features(model: LoadedModel, rows: list[dict[str, Any]], now: int) -> tuple[FeatureFrame, str | None]:
+        started = time.perf_counter()
+        future = readers.submit(online_features, model, rows, store, now_ms=now)
+        try:
+            frame = future.result(timeout=budget_s)
+            metrics.store_latency.observe(time.perf_counter() - started)
+            return frame, None
+        except FutureTimeout:
+            reason = f"the online store did not answer within {settings.store_budget_ms} ms"
+        except StateError as exc:
+            reason = f"the online store failed: {exc}"
+        metrics.errors.labels("online_store").inc()
+        if settings.on_store_failure == "unavailable":
+            raise HTTPException(503, reason)
+        return missing_features(model, rows, now_ms=now), f"{reason}; every feature is missing"
 
     def authorized(authorization: str | None = Header(None)) -> None:
         if settings.token is None:
@@ -125,13 +148,8 @@ def create_app(catalog: Catalog, store: OnlineStore, emitter: PredictionEmitter,
             metrics.errors.labels("invalid_row").inc()
             raise HTTPException(422, problems)
         now = int(time.time() * 1000)
-        store_started = time.perf_counter()
-        try:
-            scored = predict_rows(model, body.rows, store, now_ms=now)
-        except StateError as exc:
-            metrics.errors.labels("online_store").inc()
-            raise HTTPException(503, f"the online store failed: {exc}") from None
-        metrics.store_latency.observe(time.perf_counter() - store_started)
+        frame, degraded = _features(model, body.rows, now)
+        scored = score(model, body.rows, frame)
         ids = [uuid.uuid4().hex for _ in scored]
         latency_ms = (time.perf_counter() - started) * 1000
         emitter.emit(model.name, _events(model, body.rows, scored, ids, latency_ms, metrics))
@@ -142,7 +160,7 @@ def create_app(catalog: Catalog, store: OnlineStore, emitter: PredictionEmitter,
             for feature in s.missing:
                 metrics.missing.labels(model.name, feature).inc()
         metrics.latency.labels(model.name).observe(time.perf_counter() - started)
-        return PredictResponse(rows=[
+        return PredictResponse(degraded=degraded, rows=[
             PredictedRow(prediction_id=i, prediction=s.prediction, model=model.name, version=model.version,
                          partition=s.served_by, node=s.node, features=s.features, missing=s.missing,
                          state_ahead_of_request=s.ahead)

@@ -42,6 +42,7 @@ from state.online.base import OnlineRecord, OnlineStore
 __all__ = [
     "FeatureFrame",
     "ScoredRow",
+    "missing_features",
     "online_features",
     "predict_replayed",
     "predict_rows",
@@ -121,6 +122,17 @@ def online_features(
         for f, column in values.items():
             columns[stored_column(use.group.name, f)] = column
     return FeatureFrame(times, columns, feature_times, ahead)
+
+
+def missing_features(model: LoadedModel, rows: Sequence[Mapping[str, Any]], *, now_ms: int) -> FeatureFrame:
+    """Every stored feature missing (degraded mode: the online store failed or overran its budget)."""
+    n = len(rows)
+    times = [_request_time(row, model.time_field, now_ms) for row in rows]
+    columns = _request_columns(model, rows, times)
+    for s in model.inputs.stored:
+        columns[s.column] = [None] * n
+    groups = {use.group.name: None for use in model.groups}
+    return FeatureFrame(times, columns, [dict(groups) for _ in range(n)], [[] for _ in range(n)])
 
 
 def replayed_features(

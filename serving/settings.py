@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -17,3 +19,9 @@ class ServingSettings(BaseSettings):
     max_rows: int = Field(1000, ge=1, le=100_000, description="Rows one predict request may carry.")
     default_alias: str = Field("prod", description="The alias served when a request names none.")
     reload_interval_s: float = Field(2.0, gt=0, le=3600, description="How often the model topic is read for changes.")
+    store_budget_ms: int = Field(50, ge=1, le=60_000, description="The online store's time budget per request.")
+    on_store_failure: Literal["missing", "unavailable"] = Field(
+        "missing",
+        description="When the store fails or overruns its budget: answer with every feature missing (and say so), "
+        "or refuse with 503 and the reason.",
+    )

@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from serving.app import create_app
-from serving.catalog import Catalog, Served
 from serving.emitter import PredictionEmitter
 from serving.settings import ServingSettings
 from state.online import open_store
 from streams.settings import KafkaSettings
+from tests.unit.serving_helpers import catalog_serving, running
 from tests.unit.test_serving_core import definition, model  # fixtures: a trained demo model
 
 __all__ = ["definition", "model"]
@@ -26,32 +26,12 @@ __all__ = ["definition", "model"]
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory, model) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """The app on a real HTTP server (uvicorn, a thread of this process) on a free port."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")  # nobody listens: every emit fails, counted
-    catalog = Catalog(kafka, lambda refs: {})
-    catalog.aliases[("eta", "prod")] = Served(model, "prod", "deployed", 0)
-    catalog.versions[("eta", model.version)] = model
-    catalog.refreshed = True
     emitter = PredictionEmitter(kafka)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     with open_store("rocksdb", path=tmp_path_factory.mktemp("fuzz") / "online") as store:
-        app = create_app(catalog, store, emitter, ServingSettings(max_rows=50))
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-        server.should_exit = True
-        thread.join(10)
+        app = create_app(catalog_serving(model, kafka), store, emitter, ServingSettings(max_rows=50))
+        with running(app) as url:
+            yield url
     emitter.close(timeout=1)
 
 
