@@ -11,7 +11,7 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -147,11 +147,79 @@ def demo(
     console.print(Rule("12. The leaderboard: every version's held-out metrics beside its baselines"))
     _run(["models", "list", "--model", "eta"])
 
+    console.print(Rule("13. Serve it: `affresco serve`, live requests from a client, prediction events"))
+    served = _serve_live_requests(settings)
+    console.print(json.dumps(served["summary"]))
+    console.print(Rule("14. Explain one prediction: replayed from the raw log alone, beside what was served"))
+    _run(["explain", served["example"], "--model", "eta"])
+
     trips = admin.describe(TRIPS_TOPIC).messages
     pings = admin.describe(DRIVER_PINGS_TOPIC).messages
     console.print(Rule("Summary"))
     console.print(json.dumps({"trips_topic_events": trips, "driver_ping_events": pings, "dead_letters": letters,
-                              "feature_groups": list(_GROUPS), "model": "eta@prod"}))  # fmt: skip
+                              "feature_groups": list(_GROUPS), "model": "eta@prod",
+                              "predictions": served["summary"]}))  # fmt: skip
+
+
+def _serve_live_requests(settings: KafkaSettings, requests: int = 300) -> dict[str, Any]:
+    """Start `affresco serve`, send it live trip requests (now, for riders and zones of the history), stop it."""
+    import os
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    from backfill.training import labels_from_topic
+    from streams.admin import TopicAdmin
+    from streams.sim import TRIPS_TOPIC
+    from streams.topics import Topics
+
+    recent, _ = labels_from_topic(TRIPS_TOPIC, "trip_requested", settings)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    console.print(f"[bold cyan]$ affresco serve --port {port}[/]  (in the background)", highlight=False)
+    server = subprocess.Popen([sys.executable, "-m", "affresco.cli", "serve", "--port", str(port)],
+                              env={**os.environ, "AFFRESCO_SERVING_RELOAD_INTERVAL_S": "1"})  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    topic = Topics(settings).predictions("eta")
+    admin = TopicAdmin(settings)
+    before = admin.describe(topic).messages if topic in admin.names() else 0
+    try:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and server.poll() is None:
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.3)
+            latencies, fallbacks, missing, ids = [], 0, 0, []
+            now = int(time.time() * 1000)
+            for r in recent[-requests:]:
+                row = {k: r[k] for k in ("pickup_zone", "city", "country", "rider_id", "distance_km")}
+                started = time.perf_counter()
+                answer = client.post("/v1/models/eta/predict", json={"rows": [{**row, "requested_at": now}]})
+                latencies.append((time.perf_counter() - started) * 1000)
+                answer.raise_for_status()
+                scored = answer.json()["rows"][0]
+                ids.append(scored["prediction_id"])
+                fallbacks += scored["partition"] != scored["node"]
+                missing += bool(scored["missing"])
+        deadline = time.monotonic() + 30  # events leave off the response path; wait for them to land
+        while admin.describe(topic).messages < before + len(ids) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        emitted = admin.describe(topic).messages - before
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    latencies.sort()
+    summary = {"requests": len(ids), "client_p50_ms": round(latencies[len(latencies) // 2], 2),
+               "client_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2), "fallbacks": fallbacks,
+               "rows_with_missing_features": missing, "prediction_events": emitted}  # fmt: skip
+    return {"summary": summary, "example": ids[len(ids) // 2]}
 
 
 def _has_history_since(settings: KafkaSettings, start: datetime) -> bool:
