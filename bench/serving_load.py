@@ -262,8 +262,7 @@ async def open_loop(args: argparse.Namespace, requests: list[httpx.Request]) -> 
         start = time.perf_counter() + 0.01
         for i in range(n):
             due = start + i / args.rate
-            delay = due - time.perf_counter()
-            if delay > 0:
+            while (delay := due - time.perf_counter()) > 0:  # uvloop's timers are whole ms: may wake early
                 await asyncio.sleep(delay)
             pacing[i] = time.perf_counter() - due  # how late the generator itself queued it
             queue.put_nowait((i, due))  # late: queued at once, the lateness counted in its latency
