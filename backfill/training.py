@@ -32,8 +32,8 @@ from processors.prediction import features_instant
 if TYPE_CHECKING:
     from streams.settings import KafkaSettings
 
-__all__ = ["BuiltTrainingSet", "FeatureRequest", "build_training_set", "label_times", "labels_from_topic",
-           "point_in_time_join", "read_group_events"]  # fmt: skip
+__all__ = ["BuiltTrainingSet", "FeatureRequest", "build_training_set", "event_time_column", "label_times",
+           "labels_from_topic", "point_in_time_join", "read_group_events"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,7 @@ def point_in_time_join(
     *,
     workers: int = 1,
     before: bool = False,
+    event_times: bool = False,
 ) -> pa.Table:
     """`labels` with one column per requested feature (`<group>__<feature>`), rows in the same order.
 
@@ -155,9 +156,12 @@ def point_in_time_join(
     `events[group.ref]` are the group's validated source rows, in any order (ties of `last` are
     broken by value, as everywhere). `workers` > 1 joins groups in parallel, in forked processes
     that share the events copy-on-write (nothing is pickled but the finished columns).
+    With `event_times`, each group also gets `event_time_column(group)`: the time of its latest
+    event as of the label's instant (null where its features are), the time an online record
+    read at that instant carries.
     """
     times = label_times(labels, time_column)
-    job = _Job(labels, features_instant(times) if before else times, tuple(requests), events)
+    job = _Job(labels, features_instant(times) if before else times, tuple(requests), events, event_times)
     with gc_paused():
         if workers > 1 and len(requests) > 1:
             results = _forked(job, min(workers, len(requests)))
@@ -176,6 +180,7 @@ class _Job:
     times: np.ndarray
     requests: tuple[FeatureRequest, ...]
     events: Mapping[str, Sequence[SourceRow]]
+    event_times: bool = False
 
     def group_columns(self, index: int) -> list[tuple[str, pa.Array]]:
         """The requested features of one group as of every label time."""
@@ -201,6 +206,8 @@ class _Job:
             else:
                 column = queries.window(feature.window, values)
             out.append((request.column(name), pa.array(column.values, mask=~(column.valid & live))))
+        if self.event_times:
+            out.append((event_time_column(group.name), pa.array(queries.latest_time, pa.int64(), mask=~live)))
         return out
 
 
@@ -224,6 +231,11 @@ def _forked(job: _Job, workers: int) -> list[list[tuple[str, pa.Array]]]:
 def _forked_group(index: int) -> list[tuple[str, pa.Array]]:
     assert _FORKED_JOB is not None  # set by the parent before it forked
     return _FORKED_JOB.group_columns(index)
+
+
+def event_time_column(group: str) -> str:
+    """The column `point_in_time_join(..., event_times=True)` adds for `group`."""
+    return f"__event_time__{group}"
 
 
 def label_times(labels: pa.Table, time_column: str) -> np.ndarray:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from backfill.training import FeatureRequest, point_in_time_join
+from backfill.training import FeatureRequest, event_time_column, point_in_time_join
 from models.inputs import stored_column
 from models.partitions import route
 from processors.engine import EntityState, SourceRow
@@ -60,7 +60,7 @@ class ScoredRow:
     served_by: str  # the node whose model scored it
     request_time_ms: int
     features: dict[str, Any]  # `<group>__<feature>` -> value (None: missing)
-    feature_times: dict[str, int | None]  # group -> the event time of the record used (None: missing)
+    feature_times: dict[str, int | None]  # `<group>__<feature>` -> the event time of the state used (None: missing)
     missing: list[str] = field(default_factory=list)
     ahead: list[str] = field(default_factory=list)  # groups whose record holds events at or after t
 
@@ -71,7 +71,7 @@ class FeatureFrame:
 
     times: list[int]
     columns: dict[str, list[Any]]
-    feature_times: list[dict[str, int | None]]
+    feature_times: dict[str, list[int | None]]  # group -> per row, the event time of its state used (None: missing)
     ahead: list[list[str]]
 
 
@@ -102,18 +102,18 @@ def online_features(
     # store is asked as of the earliest instant (a record expired then is expired for every row).
     records = store.get_many(keys, now_ms=min(instants)) if keys else {}
     columns = _request_columns(model, rows, times)
-    feature_times: list[dict[str, int | None]] = [{} for _ in rows]
+    feature_times: dict[str, list[int | None]] = {}
     ahead: list[list[str]] = [[] for _ in rows]
     decoded: dict[tuple[str, str], EntityState] = {}
     for use in model.groups:
         values: dict[str, list[Any]] = {f: [None] * n for f in use.features}
+        event_times: list[int | None] = feature_times.setdefault(use.group.name, [None] * n)
         for i, row in enumerate(rows):
             entity = row.get(use.entity_column)
             record = None if entity is None else records.get((use.group.ref, str(entity)))
             if record is None or instants[i] - record.event_time > use.group.ttl_ms:
-                feature_times[i][use.group.name] = None
                 continue
-            feature_times[i][use.group.name] = record.event_time
+            event_times[i] = record.event_time
             if record.event_time > instants[i]:
                 ahead[i].append(use.group.name)
             found = use.engine.values(_state(decoded, record), instants[i])
@@ -131,8 +131,8 @@ def missing_features(model: LoadedModel, rows: Sequence[Mapping[str, Any]], *, n
     columns = _request_columns(model, rows, times)
     for s in model.inputs.stored:
         columns[s.column] = [None] * n
-    groups = {use.group.name: None for use in model.groups}
-    return FeatureFrame(times, columns, [dict(groups) for _ in range(n)], [[] for _ in range(n)])
+    feature_times: dict[str, list[int | None]] = {use.group.name: [None] * n for use in model.groups}
+    return FeatureFrame(times, columns, feature_times, [[] for _ in range(n)])
 
 
 def replayed_features(
@@ -145,12 +145,14 @@ def replayed_features(
     keys = {c: pa.array([_key(row.get(c)) for row in rows], pa.string()) for c in entity_columns}
     labels = pa.table({_TIME: pa.array(times, pa.int64()), **keys})
     requests = [FeatureRequest(use.group, use.features, use.entity_column) for use in model.groups]
-    joined = point_in_time_join(labels, _TIME, requests, events, before=True)
+    joined = point_in_time_join(labels, _TIME, requests, events, before=True, event_times=True)
     columns = _request_columns(model, rows, times)
+    feature_times: dict[str, list[int | None]] = {}
     for r in requests:
         for f in r.features:
             columns[r.column(f)] = joined.column(r.column(f)).to_pylist()
-    return FeatureFrame(times, columns, [{} for _ in range(n)], [[] for _ in range(n)])
+        feature_times[r.group.name] = joined.column(event_time_column(r.group.name)).to_pylist()
+    return FeatureFrame(times, columns, feature_times, [[] for _ in range(n)])
 
 
 def score(model: LoadedModel, rows: Sequence[Mapping[str, Any]], frame: FeatureFrame) -> list[ScoredRow]:
@@ -166,12 +168,14 @@ def score(model: LoadedModel, rows: Sequence[Mapping[str, Any]], frame: FeatureF
     for serving in set(served_by):
         mask = np.array([s == serving for s in served_by])
         predictions[mask] = model.sessions[serving].predict(x[mask])
-    stored = [s.column for s in model.inputs.stored]
+    stored = [(s.column, s.group) for s in model.inputs.stored]
+    times = frame.feature_times
     out = []
     for i in range(n):
-        features = {name: columns[name][i] for name in stored}
+        features = {name: columns[name][i] for name, _ in stored}
+        feature_times = {name: times[group][i] if group in times else None for name, group in stored}
         out.append(ScoredRow(float(predictions[i]), nodes[i], served_by[i], frame.times[i], features,
-                             frame.feature_times[i], [name for name, v in features.items() if v is None],
+                             feature_times, [name for name, v in features.items() if v is None],
                              frame.ahead[i]))  # fmt: skip
     return out
 

@@ -68,8 +68,11 @@ def explain(
         for name in use.features:
             column = f"{use.group.name}__{name}"
             served, again = event.features.get(column), replayed.features.get(column)
+            # Event times are shown, not compared: a record already holding later events (the
+            # request's own, processed first) carries a later time, and the same as-of values.
+            times = {"served": event.feature_times.get(column), "replayed": replayed.feature_times.get(column)}
             features.append({"feature": column, "served": served, "replayed": again, "equal": served == again,
-                             "events": contributing.get(name)})  # fmt: skip
+                             "event_time": times, "events": contributing.get(name)})  # fmt: skip
     same = all(f["equal"] for f in features) and event.prediction == replayed.prediction
     out = {
         "prediction_id": prediction_id, "model": event.model, "version": event.model_version,

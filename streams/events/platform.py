@@ -202,7 +202,7 @@ class Prediction(Event):
     feature_times: dict[Key, Annotated[int, JsonInt(0, INT63_MAX)] | None] = Field(
         default_factory=dict,
         max_length=100,
-        description="Per feature group: the event time of the state used (null: none).",
+        description="Per feature (`<group>__<feature>`): the event time of the state it came from (null: none).",
     )
 
 

@@ -171,7 +171,7 @@ def test_predict_batch_equals_the_training_set_and_emits_predictions(
     stored = [s.column for s in model.inputs.stored]
     sample = training[::7]
     frame = FeatureFrame([r["requested_at"] for r in sample], {c: [r.get(c) for r in sample] for c in
-                         [*model.inputs.request, *stored]}, [{}] * len(sample), [[]] * len(sample))  # fmt: skip
+                         [*model.inputs.request, *stored]}, {}, [[]] * len(sample))  # fmt: skip
     offline = score(model, sample, frame)
     for row, expected in zip(sample, offline, strict=True):
         served = predicted[row["trip_id"]]  # the trip's request, scored by predict-batch
@@ -185,6 +185,7 @@ def test_predict_batch_equals_the_training_set_and_emits_predictions(
         assert explained.returncode == 0, explained.stderr[-2000:]
         report = json.loads(explained.stdout.strip().splitlines()[-1])
         assert report["identical"] and report["served"]["prediction"] == predicted[row["trip_id"]]["prediction"]
+        assert all(f["event_time"]["served"] == f["event_time"]["replayed"] for f in report["features"])
         windowed = [f for f in report["features"] if f["events"]]
         assert windowed and all(f["events"]["window"][1] == row["requested_at"] - 1 for f in windowed)
         demand = next(f for f in windowed if f["feature"].endswith("__requests_10m"))

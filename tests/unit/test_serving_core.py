@@ -134,6 +134,8 @@ def test_served_features_and_predictions_equal_the_training_set_rows(
     replayed = predict_replayed(model, [row for row, _, _ in served], source, now_ms=0)
     for (_, before, _), again in zip(served, replayed, strict=True):
         assert (again.features, again.prediction, again.node) == (before.features, before.prediction, before.node)
+        # The time of each feature's state: the online record's, and the latest replayed event's.
+        assert again.feature_times == before.feature_times and set(before.feature_times) == set(before.features)
     assert sum(bool(b.missing) for _, b, _ in served) < len(served)  # most rows have their features
 
 
