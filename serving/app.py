@@ -75,6 +75,9 @@ class _Metrics:
                               registry=self.registry)  # fmt: skip
         self.emit_failed = Gauge("affresco_prediction_events_failed", "Prediction events that could not be emitted.",
                                  registry=self.registry)  # fmt: skip
+        self.emit_pending = Gauge("affresco_prediction_events_pending",
+                                  "Prediction events waiting for their topic to be created (Kafka unreachable).",
+                                  registry=self.registry)  # fmt: skip
 
 
 def create_app(catalog: Catalog, store: OnlineStore, emitter: PredictionEmitter, settings: ServingSettings) -> FastAPI:
@@ -116,12 +119,14 @@ def create_app(catalog: Catalog, store: OnlineStore, emitter: PredictionEmitter,
     @app.get("/readyz")
     def readyz() -> JSONResponse:
         body = {"models_loaded": catalog.refreshed, "models": catalog.names(), "load_errors": catalog.errors,
-                "prediction_events_queued": emitter.queued, "prediction_events_failed": emitter.failed}  # fmt: skip
+                "prediction_events_queued": emitter.queued, "prediction_events_pending": emitter.pending,
+                "prediction_events_failed": emitter.failed}  # fmt: skip
         return JSONResponse(body, status_code=200 if catalog.refreshed else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def prometheus() -> PlainTextResponse:
         metrics.emit_failed.set(emitter.failed)
+        metrics.emit_pending.set(emitter.pending)
         return PlainTextResponse(generate_latest(metrics.registry).decode(), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/models", dependencies=[Depends(authorized)])

@@ -188,8 +188,10 @@ class EventProducer:
         timestamp_ms: int | None = None,
         partition: int | None = None,
         context: object = None,
+        block: bool = True,
     ) -> None:
-        """Queue one record; blocks briefly (serving delivery reports) when the local queue is full.
+        """Queue one record; blocks briefly (serving delivery reports) when the local queue is full,
+        or with `block=False` raises `BufferError` then (a caller that must never wait: serving).
 
         `context` travels with the record into its `FailedRecord` if delivery fails (e.g. the input
         line number). While failures are collected, each record carries its timestamp and context
@@ -210,16 +212,19 @@ class EventProducer:
                 self.queued += 1
                 return
             except BufferError:
+                if not block:
+                    raise
                 self._producer.poll(0.05)
 
-    def send(self, topic: str, event: Event, *, timestamp_ms: int | None = None) -> None:
-        """Serialize and queue one event; the record timestamp defaults to the event time."""
+    def send(self, topic: str, event: Event, *, timestamp_ms: int | None = None, block: bool = True) -> None:
+        """Serialize and queue one event; the record timestamp defaults to the event time (`block`: see `send_raw`)."""
         self.send_raw(
             topic,
             event.model_dump_json().encode(),
             key=event.key(),
             headers=event_headers(type(event)),
             timestamp_ms=event.event_time if timestamp_ms is None else timestamp_ms,
+            block=block,
         )
 
     def send_many(self, topic: str, events: Iterable[Event]) -> int:

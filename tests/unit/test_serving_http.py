@@ -121,17 +121,19 @@ def test_auth_is_off_by_default_and_refuses_without_the_token_when_on(
 def test_with_kafka_down_it_keeps_serving_and_counts_what_it_could_not_emit(
     model: LoadedModel, store: Switch, kafka: KafkaSettings
 ) -> None:
-    server, emitter = _serve(model, store, kafka)
-    with server as base, httpx.Client(base_url=base) as client:
+    """The predictions topic cannot be created: events wait for it (up to a bound), the rest are counted as lost."""
+    emitter = PredictionEmitter(kafka, max_pending=4)
+    app = create_app(catalog_serving(model, kafka), store, emitter, ServingSettings())  # type: ignore[arg-type]
+    with running(app) as base, httpx.Client(base_url=base) as client:
         for _ in range(5):
             assert client.post("/v1/models/eta/predict", json={"rows": [ROW, ROW]}).status_code == 200
-        deadline = time.monotonic() + 30  # deliveries fail after message.timeout.ms (10 s)
-        while client.get("/readyz").json()["prediction_events_failed"] < 10 and time.monotonic() < deadline:
-            time.sleep(0.5)
         ready = client.get("/readyz").json()
-        assert ready["prediction_events_failed"] == 10 and ready["prediction_events_queued"] == 10
-        assert "affresco_prediction_events_failed 10.0" in client.get("/metrics").text
+        assert (ready["prediction_events_pending"], ready["prediction_events_failed"]) == (4, 6)
+        assert ready["prediction_events_queued"] == 0  # nothing went to a topic the broker would auto-create
+        text = client.get("/metrics").text
+        assert "affresco_prediction_events_failed 6.0" in text and "affresco_prediction_events_pending 4.0" in text
     emitter.close(timeout=1)
+    assert emitter.failed == 10  # what still waited at shutdown is lost too, and counted
 
 
 def test_too_many_rows_are_refused_with_the_limit(model: LoadedModel, store: Switch, kafka: KafkaSettings) -> None:
@@ -140,3 +142,18 @@ def test_too_many_rows_are_refused_with_the_limit(model: LoadedModel, store: Swi
         refused = httpx.post(f"{base}/v1/models/eta/predict", json={"rows": [ROW] * 4})
         assert refused.status_code == 422 and "at most 3 rows" in refused.text
     emitter.close(timeout=1)
+
+
+def test_a_full_producer_queue_refuses_instead_of_blocking(kafka: KafkaSettings) -> None:
+    """What keeps a request from waiting on Kafka: the emitter's sends raise on a full queue."""
+    from streams.events.platform import Prediction
+    from streams.producer import EventProducer
+
+    event = Prediction(event_time=T0, request_id="p-1", model="eta", model_version=1, prediction=1.0)
+    config = {"queue.buffering.max.messages": 2, "message.timeout.ms": 1000}
+    with EventProducer(kafka, config=config, collect_failures=True) as producer:
+        producer.send("t", event, block=False)
+        producer.send("t", event, block=False)
+        with pytest.raises(BufferError):
+            producer.send("t", event, block=False)
+    assert len(producer.take_failures()) == 2  # the two queued ones timed out, reported, not raised
