@@ -19,6 +19,12 @@ class ServingSettings(BaseSettings):
     max_rows: int = Field(1000, ge=1, le=100_000, description="Rows one predict request may carry.")
     default_alias: str = Field("prod", description="The alias served when a request names none.")
     reload_interval_s: float = Field(2.0, gt=0, le=3600, description="How often the model topic is read for changes.")
+    store_follow_ms: int = Field(
+        100,
+        ge=1,
+        le=60_000,
+        description="RocksDB: how often the service catches up with the processor's writes (added to freshness).",
+    )
     store_budget_ms: int = Field(50, ge=1, le=60_000, description="The online store's time budget per request.")
     on_store_failure: Literal["missing", "unavailable"] = Field(
         "missing",

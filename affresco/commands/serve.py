@@ -30,6 +30,7 @@ def serve(
     from serving.app import create_app
     from serving.catalog import Catalog
     from serving.emitter import PredictionEmitter
+    from serving.freshness import follow_store
     from serving.settings import ServingSettings
     from state.exceptions import StateError
 
@@ -56,7 +57,8 @@ def serve(
     catalog.follow(settings.reload_interval_s, stop)
     emitter = PredictionEmitter(kafka)
     try:
-        with open_online_store(PlatformSettings(), store, read_only=True) as online:
+        with open_online_store(PlatformSettings(), store, follow_ms=settings.store_follow_ms) as online:
+            follow_store(online, settings.store_follow_ms / 1000, stop)
             app = create_app(catalog, online, emitter, settings)
             err_console.print(f"serving {catalog.names() or 'no model yet'} on http://{settings.host}:{settings.port}",
                               highlight=False)  # fmt: skip

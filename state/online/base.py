@@ -200,6 +200,8 @@ class OnlineStore(ABC):
     _closed: bool = False
     #: False for stores opened for reading only (they raise `ReadOnlyStoreError` on writes).
     writable: bool = True
+    #: True for stores that see another process's writes only after `refresh()` (a RocksDB secondary).
+    follows_owner: bool = False
 
     # -- public API -------------------------------------------------------------------------
 
@@ -260,6 +262,9 @@ class OnlineStore(ABC):
         now = _resolve_now(now_ms)
         found = self._read(list(wanted), now) if wanted else {}
         return {key: found.get(key) for key in wanted}
+
+    def refresh(self) -> None:  # noqa: B027 - a no-op by default, not abstract: most stores need none
+        """Make writes by other processes visible; a no-op for stores whose reads always see them."""
 
     def get(self, group: str, entity: str, *, now_ms: int | None = None) -> OnlineRecord | None:
         """The record of one (group, entity), or `None` if missing or expired."""

@@ -62,6 +62,7 @@ class RocksDBStore(OnlineStore):
     def __init__(self, options: RocksDBOptions | None = None) -> None:
         self.options = options if options is not None else RocksDBOptions()
         self.writable = self.options.access == "read_write"
+        self.follows_owner = self.options.access == "secondary"
         self._scratch: Path | None = None
         # Versions this process wrote, so an upsert need not read them back. Exact because the
         # read_write owner is the only writer (RocksDB's lock).
@@ -83,6 +84,7 @@ class RocksDBStore(OnlineStore):
         if self.options.access == "secondary":
             try:
                 self._db.try_catch_up_with_primary()
+                self._caught_up_at = time.monotonic()
             except Exception as exc:  # rocksdict raises plain Exception
                 msg = f"RocksDB secondary at {self.path}: could not catch up with the primary: {exc}"
                 raise StoreUnavailableError(msg) from exc
@@ -184,10 +186,8 @@ class RocksDBStore(OnlineStore):
     def _maybe_catch_up(self) -> None:
         if self.options.access != "secondary":
             return
-        now = time.monotonic()
-        if (now - self._caught_up_at) * 1000 >= self.options.catch_up_interval_ms:
+        if (time.monotonic() - self._caught_up_at) * 1000 >= self.options.catch_up_interval_ms:
             self.refresh()
-            self._caught_up_at = now
 
     def _close(self) -> None:
         self._db.close()

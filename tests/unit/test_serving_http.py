@@ -157,3 +157,51 @@ def test_a_full_producer_queue_refuses_instead_of_blocking(kafka: KafkaSettings)
         with pytest.raises(BufferError):
             producer.send("t", event, block=False)
     assert len(producer.take_failures()) == 2  # the two queued ones timed out, reported, not raised
+
+
+def test_the_service_follows_the_processor_s_writes_to_rocksdb(
+    model: LoadedModel, tmp_path: Path, kafka: KafkaSettings
+) -> None:
+    """Served from a secondary instance of the processor's store: a write after start-up is served soon after."""
+    import threading
+
+    from processors.engine import GroupState, SourceRow
+    from processors.records import online_record
+    from serving.core import predict_rows
+    from serving.freshness import follow_store
+    from streams.sim import simulate
+
+    events = list(simulate(20_000, seed=5, start_ms=T0))
+    request = next(e for e in reversed(events) if e.type_name() == "trip_requested")
+    row = {**request.__dict__, "requested_at": request.event_time}
+    stop = threading.Event()
+    path = tmp_path / "online"
+    with open_store("rocksdb", path=path) as owner, \
+         open_store("rocksdb", path=path, access="secondary", catch_up_interval_ms=10**9) as follower:  # fmt: skip
+        assert follow_store(owner, 0.05, stop) is None  # the owner sees its own writes
+        thread = follow_store(follower, 0.05, stop)
+        assert thread is not None
+        emitter = PredictionEmitter(kafka)
+        app = create_app(catalog_serving(model, kafka), follower, emitter, ServingSettings())
+        try:
+            with running(app) as base, httpx.Client(base_url=base) as client:
+                [before] = client.post("/v1/models/eta/predict", json={"rows": [row]}).json()["rows"]
+                assert set(before["missing"]) == set(before["features"])  # nothing processed yet
+                for use in model.groups:  # the processor folds every event before the request
+                    rows = [SourceRow(dict(e.__dict__), 0, k) for k, e in enumerate(events)
+                            if e.type_name() == use.group.event_type and e.event_time < request.event_time]  # fmt: skip
+                    result = use.engine.apply(GroupState(partitions=1), rows)
+                    owner.upsert([online_record(use.group, u) for u in result.updates])
+                [expected] = predict_rows(model, [row], owner, now_ms=request.event_time)
+                assert expected.features != before["features"]
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    [served] = client.post("/v1/models/eta/predict", json={"rows": [row]}).json()["rows"]
+                    if served["features"] == expected.features:
+                        break
+                    time.sleep(0.05)
+                assert served["features"] == expected.features and served["prediction"] == expected.prediction
+        finally:
+            stop.set()
+            thread.join()
+            emitter.close(timeout=1)
