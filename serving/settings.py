@@ -25,6 +25,11 @@ class ServingSettings(BaseSettings):
         le=60_000,
         description="RocksDB: how often the service catches up with the processor's writes (added to freshness).",
     )
+    store_reads: Literal["auto", "inline", "thread"] = Field(
+        "auto",
+        description="Where store reads run: on a thread, within the time budget, or inline on the event loop "
+        "(no budget; auto: inline for an embedded store, RocksDB).",
+    )
     store_budget_ms: int = Field(50, ge=1, le=60_000, description="The online store's time budget per request.")
     on_store_failure: Literal["missing", "unavailable"] = Field(
         "missing",

@@ -202,6 +202,8 @@ class OnlineStore(ABC):
     writable: bool = True
     #: True for stores that see another process's writes only after `refresh()` (a RocksDB secondary).
     follows_owner: bool = False
+    #: True for stores in this process (RocksDB): a read is local I/O, no network and no server to lose.
+    embedded: bool = False
 
     # -- public API -------------------------------------------------------------------------
 

@@ -59,6 +59,8 @@ _PURGE_BATCH = 10_000
 class RocksDBStore(OnlineStore):
     """The online store in a local RocksDB database (see the module docstring for concurrency)."""
 
+    embedded = True
+
     def __init__(self, options: RocksDBOptions | None = None) -> None:
         self.options = options if options is not None else RocksDBOptions()
         self.writable = self.options.access == "read_write"

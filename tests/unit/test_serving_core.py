@@ -1,4 +1,5 @@
-"""Training/serving parity through the prediction core, on the embedded RocksDB store.
+"""Training/serving parity through the prediction core, on the embedded RocksDB store (and, through
+`check_training_serving_parity`, on Cassandra in tests/integration/test_serving_cassandra.py).
 
 The simulated marketplace is streamed through the demo groups' engines into a real RocksDB store,
 as the processor writes it; at sampled trip requests — before the request's own event is folded,
@@ -31,6 +32,7 @@ from processors.records import online_record
 from serving.core import predict_replayed, predict_rows
 from serving.model import LoadedModel
 from state.online import open_store
+from state.online.base import OnlineStore
 from streams.sim import simulate
 
 T0 = 1_767_225_600_000
@@ -65,6 +67,17 @@ def _request_row(fields: dict[str, Any]) -> dict[str, Any]:
 def test_served_features_and_predictions_equal_the_training_set_rows(
     tmp_path: Path, definition: ModelDefinition, model: LoadedModel
 ) -> None:
+    with open_store("rocksdb", path=tmp_path / "online") as store:
+        served = check_training_serving_parity(store, definition, model)
+    assert served > 100
+
+
+def check_training_serving_parity(
+    store: OnlineStore, definition: ModelDefinition, model: LoadedModel, *, every: int = 37
+) -> int:
+    """Stream the simulation into `store` (empty) as the processor would, serve every `every`-th event of the
+    second half that is a trip request, before and after its own event is folded, and check each against its
+    training-set row; returns how many requests were served. Shared by the RocksDB and Cassandra tests."""
     events = list(simulate(EVENTS, seed=22, start_ms=T0))
     engines = {use.group.name: use.engine for use in model.groups}
     states = {name: GroupState(partitions=1) for name in engines}
@@ -74,34 +87,33 @@ def test_served_features_and_predictions_equal_the_training_set_rows(
     pending: list[tuple[int, SourceRow, str]] = []
     served: list[tuple[dict[str, Any], Any, Any]] = []
     latest: dict[str, int] = {}
-    with open_store("rocksdb", path=tmp_path / "online") as store:
 
-        def fold(until: int) -> None:
-            """Fold every pending event before `until` into the groups and the store, as the processor would."""
-            ready = [p for p in pending if p[0] < until]
-            pending[:] = [p for p in pending if p[0] >= until]
-            for name, engine in engines.items():
-                rows = [row for _, row, etype in ready if name in by_type.get(etype, [])]
-                if rows:
-                    result = engine.apply(states[name], rows)
-                    store.upsert([online_record(engine.group, u) for u in result.updates])
+    def fold(until: int) -> None:
+        """Fold every pending event before `until` into the groups and the store, as the processor would."""
+        ready = [p for p in pending if p[0] < until]
+        pending[:] = [p for p in pending if p[0] >= until]
+        for name, engine in engines.items():
+            rows = [row for _, row, etype in ready if name in by_type.get(etype, [])]
+            if rows:
+                result = engine.apply(states[name], rows)
+                store.upsert([online_record(engine.group, u) for u in result.updates])
 
-        for i, event in enumerate(events):
-            fields = dict(event.__dict__)
-            etype = event.type_name()
-            if etype == "trip_requested" and i > EVENTS // 2 and i % 37 == 0:
-                fold(event.event_time)  # everything before the request; not the request itself
-                row = _request_row(fields)
-                [before] = predict_rows(model, [row], store, now_ms=event.event_time)
-                pending.append((event.event_time, SourceRow(fields, 0, i, prior_max=latest.get(etype, -1)), etype))
-                fold(event.event_time + 1)  # now the request's own event (and its instant) is in the store
-                [after] = predict_rows(model, [row], store, now_ms=event.event_time)
-                served.append((row, before, after))
-            else:
-                pending.append((event.event_time, SourceRow(fields, 0, i, prior_max=latest.get(etype, -1)), etype))
-            latest[etype] = max(latest.get(etype, -1), event.event_time)
+    for i, event in enumerate(events):
+        fields = dict(event.__dict__)
+        etype = event.type_name()
+        if etype == "trip_requested" and i > EVENTS // 2 and i % every == 0:
+            fold(event.event_time)  # everything before the request; not the request itself
+            row = _request_row(fields)
+            [before] = predict_rows(model, [row], store, now_ms=event.event_time)
+            pending.append((event.event_time, SourceRow(fields, 0, i, prior_max=latest.get(etype, -1)), etype))
+            fold(event.event_time + 1)  # now the request's own event (and its instant) is in the store
+            [after] = predict_rows(model, [row], store, now_ms=event.event_time)
+            served.append((row, before, after))
+        else:
+            pending.append((event.event_time, SourceRow(fields, 0, i, prior_max=latest.get(etype, -1)), etype))
+        latest[etype] = max(latest.get(etype, -1), event.event_time)
 
-    assert len(served) > 100
+    assert served, f"no trip request among every {every}th event of the second half"
     labels = pa.Table.from_pylist([row for row, _, _ in served])
     wanted: dict[str, list[str]] = {}
     for stored in definition.inputs.stored:
@@ -137,6 +149,7 @@ def test_served_features_and_predictions_equal_the_training_set_rows(
         # The time of each feature's state: the online record's, and the latest replayed event's.
         assert again.feature_times == before.feature_times and set(before.feature_times) == set(before.features)
     assert sum(bool(b.missing) for _, b, _ in served) < len(served)  # most rows have their features
+    return len(served)
 
 
 def test_unknown_entities_and_partitions_are_missing_features_not_errors(model: LoadedModel, tmp_path: Path) -> None:

@@ -33,7 +33,10 @@ ROW = {"pickup_zone": "nyc-01", "city": "nyc", "country": "US", "rider_id": "r-1
 
 
 class Switch:
-    """The real store, made slow (`delay_s`) or failing (`broken`) on demand."""
+    """The real store, made slow (`delay_s`) or failing (`broken`) on demand; read as a remote store
+    is (not `embedded`: on a thread, within the time budget) unless a test says otherwise."""
+
+    embedded = follows_owner = False
 
     def __init__(self, store: OnlineStore) -> None:
         self.store, self.delay_s, self.broken = store, 0.0, False
@@ -85,6 +88,18 @@ def test_a_slow_or_failing_store_degrades_and_recovers_without_a_restart(
         back = client.post("/v1/models/eta/predict", json={"rows": [ROW]})
         assert back.status_code == 200 and back.json()["degraded"] is None
         assert 'affresco_predict_errors_total{kind="online_store"} 2.0' in client.get("/metrics").text
+    emitter.close(timeout=1)
+
+
+def test_an_inline_store_that_fails_still_degrades(model: LoadedModel, store: Switch, kafka: KafkaSettings) -> None:
+    server, emitter = _serve(model, store, kafka, store_reads="inline")
+    with server as base:
+        assert httpx.post(f"{base}/v1/models/eta/predict", json={"rows": [ROW]}).json()["degraded"] is None
+        store.broken = True
+        down = httpx.post(f"{base}/v1/models/eta/predict", json={"rows": [ROW]})
+        assert down.status_code == 200 and "connection refused" in down.json()["degraded"]
+        store.broken = False
+        assert httpx.post(f"{base}/v1/models/eta/predict", json={"rows": [ROW]}).json()["degraded"] is None
     emitter.close(timeout=1)
 
 
