@@ -132,9 +132,14 @@ class ModelInputs:
 
 
 def _as_float(values: Sequence[Any]) -> np.ndarray:
-    """Numbers as float64 (bool: 0/1), None (and anything not a number) as NaN."""
+    """Numbers as float64 (bool: 0/1), None (and anything else, if not given as numbers) as NaN."""
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
         return values.astype(np.float64)
+    if isinstance(values, list):
+        try:  # numbers, bools and None (as NaN), in C; the inputs are typed, so this is the usual case
+            return np.array(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            pass
     nan = float("nan")
     return np.fromiter(
         (nan if v is None or isinstance(v, str) else float(v) for v in values), dtype=np.float64, count=len(values)

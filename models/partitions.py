@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-__all__ = ["ROOT", "PartitionNode", "PartitionTree", "node_id"]
+__all__ = ["ROOT", "PartitionNode", "PartitionTree", "node_id", "route", "route_many"]
 
 ROOT = "global"
 
@@ -100,3 +100,23 @@ def route(levels: Sequence[str], known: set[str] | Mapping[str, Any], values: Ma
             break
         found = candidate
     return found
+
+
+def route_many(
+    levels: Sequence[str], known: set[str] | Mapping[str, Any], columns: Mapping[str, Sequence[Any]], n: int
+) -> list[str]:
+    """`route` of each of `n` rows given as columns; each distinct path is routed once."""
+    if not levels:
+        return [ROOT] * n
+    nulls = [None] * n
+    # As text first: node ids are made of str(value), and 1, 1.0 and True are one dict key.
+    text = [[None if v is None else str(v) for v in columns.get(level, nulls)] for level in levels]
+    paths = zip(*text, strict=True)
+    routed: dict[tuple[Any, ...], str] = {}
+    out = []
+    for path in paths:
+        node = routed.get(path)
+        if node is None:
+            node = routed[path] = route(levels, known, dict(zip(levels, path, strict=True)))
+        out.append(node)
+    return out

@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from backfill.training import FeatureRequest, event_time_column, point_in_time_join
 from models.inputs import stored_column
-from models.partitions import route
+from models.partitions import route_many
 from processors.engine import EntityState, SourceRow
 from processors.prediction import features_instant
 from serving.model import LoadedModel
@@ -41,13 +41,16 @@ from state.online.base import OnlineRecord, OnlineStore
 
 __all__ = [
     "FeatureFrame",
+    "ScoredBatch",
     "ScoredRow",
     "missing_features",
     "online_features",
     "predict_replayed",
+    "predict_replayed_batch",
     "predict_rows",
     "replayed_features",
     "score",
+    "score_batch",
 ]
 
 _TIME = "__request_time__"
@@ -85,8 +88,15 @@ def predict_rows(
 def predict_replayed(
     model: LoadedModel, rows: Sequence[Mapping[str, Any]], events: Mapping[str, Sequence[SourceRow]], *, now_ms: int
 ) -> list[ScoredRow]:
-    """Score `rows` with features replayed from the groups' source events (batch prediction, `explain`)."""
-    return score(model, rows, replayed_features(model, rows, events, now_ms=now_ms))
+    """Score `rows` with features replayed from the groups' source events (`explain`)."""
+    return predict_replayed_batch(model, rows, events, now_ms=now_ms).rows(model)
+
+
+def predict_replayed_batch(
+    model: LoadedModel, rows: Sequence[Mapping[str, Any]], events: Mapping[str, Sequence[SourceRow]], *, now_ms: int
+) -> ScoredBatch:
+    """`predict_replayed` as columns (batch prediction)."""
+    return score_batch(model, rows, replayed_features(model, rows, events, now_ms=now_ms))
 
 
 def online_features(
@@ -155,29 +165,50 @@ def replayed_features(
     return FeatureFrame(times, columns, feature_times, [[] for _ in range(n)])
 
 
+@dataclass
+class ScoredBatch:
+    """A scored frame as columns (batch prediction writes these); `rows()` gives one `ScoredRow` each."""
+
+    frame: FeatureFrame
+    predictions: np.ndarray  # float64, one per row
+    nodes: list[str]  # per row, the deepest partition node on its path
+    served_by: list[str]  # per row, the node whose model scored it
+
+    def rows(self, model: LoadedModel) -> list[ScoredRow]:
+        frame, columns, times = self.frame, self.frame.columns, self.frame.feature_times
+        stored = [(s.column, s.group) for s in model.inputs.stored]
+        out = []
+        for i, prediction in enumerate(self.predictions.tolist()):
+            features = {name: columns[name][i] for name, _ in stored}
+            feature_times = {name: times[group][i] if group in times else None for name, group in stored}
+            out.append(ScoredRow(prediction, self.nodes[i], self.served_by[i], frame.times[i], features,
+                                 feature_times, [name for name, v in features.items() if v is None],
+                                 frame.ahead[i]))  # fmt: skip
+        return out
+
+
 def score(model: LoadedModel, rows: Sequence[Mapping[str, Any]], frame: FeatureFrame) -> list[ScoredRow]:
-    """The bundle's transforms, routing and ONNX Runtime on a frame: one call per serving node."""
+    """The bundle's transforms, routing and ONNX Runtime on a frame, one `ScoredRow` per row."""
+    return score_batch(model, rows, frame).rows(model)
+
+
+def score_batch(model: LoadedModel, rows: Sequence[Mapping[str, Any]], frame: FeatureFrame) -> ScoredBatch:
+    """The bundle's transforms, routing and ONNX Runtime on a frame: one ONNX call per serving node."""
     n = len(rows)
-    if not n:
-        return []
-    columns = frame.columns
-    x = model.inputs.matrix(columns, n)
-    nodes = [route(model.levels, model.serves, row) for row in rows]
+    x = model.inputs.matrix(frame.columns, n)
+    levels = {level: [row.get(level) for row in rows] for level in model.levels}
+    nodes = route_many(model.levels, model.serves, levels, n)
     served_by = [model.serves[node] for node in nodes]
     predictions = np.empty(n)
-    for serving in set(served_by):
-        mask = np.array([s == serving for s in served_by])
-        predictions[mask] = model.sessions[serving].predict(x[mask])
-    stored = [(s.column, s.group) for s in model.inputs.stored]
-    times = frame.feature_times
-    out = []
-    for i in range(n):
-        features = {name: columns[name][i] for name, _ in stored}
-        feature_times = {name: times[group][i] if group in times else None for name, group in stored}
-        out.append(ScoredRow(float(predictions[i]), nodes[i], served_by[i], frame.times[i], features,
-                             feature_times, [name for name, v in features.items() if v is None],
-                             frame.ahead[i]))  # fmt: skip
-    return out
+    members: dict[str, list[int]] = {}
+    for i, serving in enumerate(served_by):
+        members.setdefault(serving, []).append(i)
+    for serving, indices in members.items():
+        if len(indices) == n:
+            predictions[:] = model.sessions[serving].predict(x)
+        else:
+            predictions[indices] = model.sessions[serving].predict(x[indices])
+    return ScoredBatch(frame, predictions, nodes, served_by)
 
 
 def _request_columns(model: LoadedModel, rows: Sequence[Mapping[str, Any]], times: list[int]) -> dict[str, list[Any]]:

@@ -44,7 +44,7 @@ def predict_batch(
     from backfill.training import labels_from_topic, read_group_events
     from models.exceptions import ModelsError
     from processors.exceptions import ProcessorsError
-    from serving.core import predict_replayed
+    from serving.core import predict_replayed_batch
     from state.exceptions import StateError
     from streams.exceptions import StreamsError
 
@@ -66,27 +66,28 @@ def predict_batch(
         now = int(time.time() * 1000)
         until = max(_time(row, loaded.time_field, now) for row in rows) + 1
         events = read_group_events([use.group for use in loaded.groups], source, until, kafka, settings.offline)
-        scored = predict_replayed(loaded, rows, events, now_ms=now)
+        scored = predict_replayed_batch(loaded, rows, events, now_ms=now)
         ids = [_prediction_id(loaded, row) for row in rows]
-        emitted = _emit(loaded, rows, scored, ids, join_key, kafka) if emit else 0
+        emitted = _emit(loaded, rows, scored.rows(loaded), ids, join_key, kafka) if emit else 0
     except (ModelsError, ProcessorsError, StreamsError, StateError) as exc:
         fail(str(exc))
     out = pa.Table.from_pylist(rows)
     out = out.append_column("prediction_id", pa.array(ids, pa.string()))
-    out = out.append_column("prediction", pa.array([s.prediction for s in scored], pa.float64()))
-    out = out.append_column("partition", pa.array([s.served_by for s in scored], pa.string()))
-    out = out.append_column("model", pa.array([loaded.name] * len(rows), pa.string()))
-    out = out.append_column("model_version", pa.array([loaded.version] * len(rows), pa.int32()))
+    out = out.append_column("prediction", pa.array(scored.predictions, pa.float64()))
+    out = out.append_column("partition", pa.array(scored.served_by, pa.string()))
+    out = out.append_column("model", pa.repeat(loaded.name, len(rows)))
+    out = out.append_column("model_version", pa.repeat(pa.scalar(loaded.version, pa.int32()), len(rows)))
     for column in (s.column for s in loaded.inputs.stored):
         if column not in out.column_names:
-            out = out.append_column(column, pa.array([s.features[column] for s in scored]))
+            out = out.append_column(column, pa.array(scored.frame.columns[column]))
+    missing = [scored.frame.columns[s.column] for s in loaded.inputs.stored]
     output.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(out, output)
     seconds = time.monotonic() - started
     err_console.print(f"scored {len(rows):,} rows with {loaded.name} v{loaded.version} into {output}", highlight=False)
     summary = {"model": loaded.name, "version": loaded.version, "rows": len(rows), "out": str(output),
-               "emitted": emitted, "by_partition": dict(Counter(s.served_by for s in scored).most_common()),
-               "rows_with_missing_features": sum(bool(s.missing) for s in scored),
+               "emitted": emitted, "by_partition": dict(Counter(scored.served_by).most_common()),
+               "rows_with_missing_features": sum(None in values for values in zip(*missing, strict=True)),
                "seconds": round(seconds, 2), "rows_per_s": round(len(rows) / max(seconds, 1e-9))}  # fmt: skip
     typer.echo(json.dumps(summary))
 

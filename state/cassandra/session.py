@@ -36,12 +36,13 @@ def require_driver() -> ModuleType:
 def connect(settings: CassandraSettings) -> Session:
     """A session on the cluster at `settings.contact_points`, not bound to a keyspace.
 
-    Uses a token-aware, DC-aware default execution profile with `settings.request_timeout_s`.
+    Uses a token-aware, DC-aware default execution profile with `settings.request_timeout_s`, and
+    retries a node that went down every `settings.reconnect_max_delay_s` at most, forever.
     Close it with `close(session)`, which shuts its cluster down. Raises
     `CassandraUnavailableError` if no contact point answers within `settings.connect_timeout_s`.
     """
     cluster_module = require_driver()
-    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+    from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
 
     profile = cluster_module.ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
@@ -55,6 +56,11 @@ def connect(settings: CassandraSettings) -> Session:
         control_connection_timeout=settings.connect_timeout_s,
         # Cassandra 4.0+ speaks v5; without a version the driver starts at DSE's and logs two downgrades.
         protocol_version=_PROTOCOL_VERSION,
+        # Never give up (the driver's default stops after 64 attempts, ~2 min at this pace): a node
+        # back after any outage is used again without restarting the process.
+        reconnection_policy=ExponentialReconnectionPolicy(
+            settings.reconnect_base_delay_s, settings.reconnect_max_delay_s, max_attempts=None
+        ),
     )
     try:
         return cluster.connect()

@@ -21,7 +21,7 @@ from models.exceptions import BundleError, ExportError, SpecError, TrainingError
 from models.inputs import ModelInputs
 from models.metrics import binary_metrics, regression_metrics
 from models.onnx import OnnxModel, check_parity
-from models.partitions import route
+from models.partitions import PartitionTree, route, route_many
 from models.publish import TrainingSetRef, write_model_bundle
 from models.split import TimeSplit
 from models.trainers import get_trainer
@@ -217,6 +217,24 @@ def test_a_partition_never_seen_routes_to_its_nearest_trained_ancestor(trained: 
     assert route(levels, known, {"country": "US", "city": "chicago"}) == "global/US"
     assert route(levels, known, {"country": "GB", "city": None}) == "global/GB"
     assert route(levels, known, {"country": "GB", "city": "man"}) == "global/GB/man"
+
+
+_LEVEL_VALUES = st.one_of(st.none(), st.sampled_from(["US", "GB", "1", "a/b", "True", ""]), st.integers(0, 2),
+                          st.booleans(), st.just(1.0))  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(trained_rows=st.lists(st.tuples(_LEVEL_VALUES, _LEVEL_VALUES), max_size=12),
+       rows=st.lists(st.tuples(_LEVEL_VALUES, _LEVEL_VALUES), max_size=30))  # fmt: skip
+def test_routing_many_rows_at_once_routes_each_as_one(
+    trained_rows: list[tuple[Any, Any]], rows: list[tuple[Any, Any]]
+) -> None:
+    levels = ("country", "city")
+    built = {"country": [r[0] for r in trained_rows], "city": [r[1] for r in trained_rows]}
+    known = set(PartitionTree.build(built, len(trained_rows), levels).nodes)
+    columns = {"country": [r[0] for r in rows], "city": [r[1] for r in rows]}
+    one_by_one = [route(levels, known, {"country": r[0], "city": r[1]}) for r in rows]
+    assert route_many(levels, known, columns, len(rows)) == one_by_one
 
 
 def test_node_rows_are_indices_into_one_training_set(trained: TrainingResult) -> None:
