@@ -103,11 +103,14 @@ def read_group_events(
     from backfill.source import read_chunks
 
     events: dict[str, Sequence[SourceRow]] = {}
+    read: dict[tuple[str, str], list[SourceRow]] = {}  # groups on the same topic and event type share one read
     for group in groups:
-        found: list[SourceRow] = []
-        for chunk in read_chunks(group, source, 0, until, settings=settings, offline_root=offline_root,  # type: ignore[arg-type]
-                                 chunk_size=200_000):  # fmt: skip
-            found += chunk.rows
+        found = read.get((group.topic, group.event_type))
+        if found is None:
+            found = read[(group.topic, group.event_type)] = []
+            for chunk in read_chunks(group, source, 0, until, settings=settings, offline_root=offline_root,  # type: ignore[arg-type]
+                                     chunk_size=200_000):  # fmt: skip
+                found += chunk.rows
         events[group.ref] = found
     return events
 

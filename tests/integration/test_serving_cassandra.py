@@ -65,9 +65,10 @@ def test_served_features_and_predictions_equal_the_training_set_rows_on_cassandr
 ) -> None:
     started = time.perf_counter()
     with CassandraStore(settings) as store:
-        # Every upsert is a round trip (~45 ms here for most folds): a third of the RocksDB test's requests.
-        served = check_training_serving_parity(store, definition, model, every=111)
-    assert served > 50
+        # Each fold's upsert waits ~45 ms on the node here (~0.3 s per request, before and after):
+        # every 4th of the RocksDB test's requests (45 of 193) keeps the test near 15-20 s.
+        served = check_training_serving_parity(store, definition, model, every=4 * 37)
+    assert served > 30
     logger.info("parity on Cassandra: %d requests in %.1f s", served, time.perf_counter() - started)
 
 
