@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from models.validate import ModelDefinition
 from processors.engine import GroupState, SourceRow
 from processors.records import online_record
 from serving.app import create_app
@@ -50,7 +51,7 @@ RECOVERY_S = 60.0
 
 
 @pytest.fixture
-def settings(cassandra_settings: Any) -> Iterator[Any]:
+def settings(cassandra_settings: CassandraSettings) -> Iterator[CassandraSettings]:
     keyspace = f"test_{uuid.uuid4().hex[:12]}"
     yield cassandra_settings.model_copy(update={"keyspace": keyspace})
     session = connect(cassandra_settings)
@@ -61,12 +62,12 @@ def settings(cassandra_settings: Any) -> Iterator[Any]:
 
 
 def test_served_features_and_predictions_equal_the_training_set_rows_on_cassandra(
-    settings: Any, definition: Any, model: LoadedModel
+    settings: CassandraSettings, definition: ModelDefinition, model: LoadedModel
 ) -> None:
     started = time.perf_counter()
     with CassandraStore(settings) as store:
         # Each fold's upsert waits ~45 ms on the node here (~0.3 s per request, before and after):
-        # every 4th of the RocksDB test's requests (45 of 193) keeps the test near 15-20 s.
+        # every 4th of the RocksDB test's requests (45 of 193) keeps the test near 13 s.
         served = check_training_serving_parity(store, definition, model, every=4 * 37)
     assert served > 30
     logger.info("parity on Cassandra: %d requests in %.1f s", served, time.perf_counter() - started)
@@ -79,20 +80,23 @@ def _predict(client: httpx.Client, row: dict[str, Any]) -> tuple[httpx.Response,
 
 
 def test_with_the_node_stopped_it_answers_degraded_or_503_and_recovers_when_it_is_back(
-    settings: Any, model: LoadedModel, local_infra: Any
+    settings: CassandraSettings, model: LoadedModel, local_infra: Any
 ) -> None:
     events = list(simulate(20_000, seed=5, start_ms=T0))
 
     def has_history(request: Any) -> bool:  # rider_history counts completed trips: a first-time rider has none
-        return any(e.type_name() == "trip_completed" and e.rider_id == request.rider_id
+        return any(e.type_name() == "trip_completed" and e.__dict__["rider_id"] == request.rider_id
                    and e.event_time < request.event_time for e in events)  # fmt: skip
 
     request = next(e for e in reversed(events) if e.type_name() == "trip_requested" and has_history(e))
     row = {**request.__dict__, "requested_at": request.event_time}
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")  # nobody listens: events are not the point here
     stored = {s.column for s in model.inputs.stored}
-    # Generous budget: a slow first read on a busy machine must not pass for the outage.
-    budget = {"store_budget_ms": 1_000}
+    # A generous budget, so a slow read on a busy machine is not taken for the outage.
+    budget_ms = 1_000
+    [node] = local_infra.status({"cassandra"})
+    if node.state != "running":  # e.g. a node in a container: not ours to stop
+        pytest.skip(f"the Cassandra node on {node.address} was not started by affresco infra ({node.state})")
     with CassandraStore(settings) as store:
         for use in model.groups:  # the processor folds every event before the request
             rows = [SourceRow(dict(e.__dict__), 0, k) for k, e in enumerate(events)
@@ -103,12 +107,9 @@ def test_with_the_node_stopped_it_answers_degraded_or_503_and_recovers_when_it_i
         assert not expected.missing  # every group has a record for the request's entities
 
         emitter = PredictionEmitter(kafka)
-        missing = create_app(catalog_serving(model, kafka), store, emitter, ServingSettings(**budget))
+        missing = create_app(catalog_serving(model, kafka), store, emitter, ServingSettings(store_budget_ms=budget_ms))
         refusing = create_app(catalog_serving(model, kafka), store, emitter,
-                              ServingSettings(**budget, on_store_failure="unavailable"))  # fmt: skip
-        [node] = local_infra.status({"cassandra"})
-        if node.state != "running":  # e.g. a node in a container: not ours to stop
-            pytest.skip(f"the Cassandra node on {node.address} was not started by affresco infra ({node.state})")
+                              ServingSettings(store_budget_ms=budget_ms, on_store_failure="unavailable"))  # fmt: skip
         ours = "cassandra" in local_infra.started_by_this_process
         try:
             with running(missing) as base, running(refusing) as strict, \
@@ -159,14 +160,15 @@ def test_with_the_node_stopped_it_answers_degraded_or_503_and_recovers_when_it_i
                             "degraded answers took at most %.3f s (%s)", stopped_s, started_s, recovered_s,
                             max(waits), body["degraded"])  # fmt: skip
         finally:
-            # Later tests of the session need the node; and it stays a server this session did not start.
+            # Later tests of the session need the node. If the session was not to stop it at its end,
+            # it is not to stop the restarted one either.
             local_infra.up({"cassandra"})
             if not ours:
                 local_infra.started_by_this_process.discard("cassandra")
             emitter.close(timeout=1)
 
 
-def test_a_node_that_went_down_is_retried_every_few_seconds_forever(cassandra_settings: Any) -> None:
+def test_a_node_that_went_down_is_retried_every_few_seconds_forever(cassandra_settings: CassandraSettings) -> None:
     session = connect(cassandra_settings)
     try:
         delays = list(islice(session.cluster.reconnection_policy.new_schedule(), 1_000))
