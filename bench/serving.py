@@ -295,7 +295,8 @@ class Phases:
         server_log = self.work / f"serve-{store}.log"
         started = time.perf_counter()
         with server_log.open("wb") as sink:  # its own session: stopping it can never reach this process
-            command = [_cli(), "serve", "--port", str(port), "--store", store, "-d", str(self.definitions)]
+            command = [_cli(), "serve", "--port", str(port), "--store", store, "--workers", str(args.workers), "-d",
+                       str(self.definitions)]  # fmt: skip
             server = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=self.work,
                                       start_new_session=True)  # fmt: skip
         try:
@@ -370,6 +371,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5000, help="distinct request rows (the last trip requests)")
     parser.add_argument("--calibration-seconds", type=float, default=3.0, help="each generator-alone phase")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the generator's event loop")
+    parser.add_argument("--workers", type=int, default=2, help="affresco serve --workers")
     args = parser.parse_args()
     began = time.perf_counter()
     code = _code()
@@ -461,6 +463,7 @@ def main() -> None:
     result = {
         "bench": "serving",
         "model": {"name": "eta", "version": trained.get("version"), "alias": "prod"},
+        "server": {"command": "affresco serve", "workers": args.workers, "http": "uvicorn (uvloop, httptools)"},
         "code": code,
         "events": args.events,
         "request_rows": len(rows),

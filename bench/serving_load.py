@@ -58,14 +58,26 @@ def _percentiles(seconds: list[float]) -> dict[str, float | None]:
 
 
 def _proc_cpu_s(pid: int | None) -> float | None:
-    """User + system CPU seconds of a process (all its threads), from /proc; None if unreadable."""
+    """User + system CPU seconds of a process and its descendants (all threads; e.g. the worker
+    processes of `affresco serve --workers`), from /proc; None if unreadable."""
     if pid is None:
         return None
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14 and 15 of stat)
+    own = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14 and 15 of stat)
+    return own + sum(_proc_cpu_s(child) or 0.0 for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return children
 
 
 def _machine_cpu_s() -> tuple[float, float, float]:

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
 import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import BaseModel, Field, ValidationError
 
 from serving.catalog import Catalog
@@ -59,8 +62,16 @@ class PredictResponse(BaseModel):
 
 
 class _Metrics:
+    """The service's Prometheus metrics. With several worker processes (`PROMETHEUS_MULTIPROC_DIR`
+    set by `affresco serve --workers`), each writes its values to that directory and `/metrics`
+    adds up every worker's (prometheus_client's multiprocess mode)."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.exposed = self.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            self.exposed = CollectorRegistry()
+            MultiProcessCollector(self.exposed)
         fast = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
         self.latency = Histogram("affresco_predict_seconds", "Predict request latency.", ["model"],
                                  registry=self.registry, buckets=fast)  # fmt: skip
@@ -75,14 +86,32 @@ class _Metrics:
         self.errors = Counter("affresco_predict_errors_total", "Refused or failed requests.", ["kind"],
                               registry=self.registry)  # fmt: skip
         self.emit_failed = Gauge("affresco_prediction_events_failed", "Prediction events that could not be emitted.",
-                                 registry=self.registry)  # fmt: skip
+                                 registry=self.registry, multiprocess_mode="livesum")  # fmt: skip
         self.emit_pending = Gauge("affresco_prediction_events_pending",
                                   "Prediction events waiting for their topic to be created (Kafka unreachable).",
-                                  registry=self.registry)  # fmt: skip
+                                  registry=self.registry, multiprocess_mode="livesum")  # fmt: skip
 
 
-def create_app(catalog: Catalog, store: OnlineStore, emitter: PredictionEmitter, settings: ServingSettings) -> FastAPI:
-    app = FastAPI(title="affresco prediction service", version="1",
+def create_app(
+    catalog: Catalog,
+    store: OnlineStore,
+    emitter: PredictionEmitter,
+    settings: ServingSettings,
+    *,
+    on_close: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The service on these parts; `on_close` runs when the server shuts down (closing them)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            readers.shutdown(wait=False, cancel_futures=True)
+            if on_close is not None:
+                on_close()
+
+    app = FastAPI(title="affresco prediction service", version="1", lifespan=lifespan,
                   description="Predictions from partitioned ONNX models, features from the online store.")  # fmt: skip
     metrics = _Metrics()
     # Store reads run here, so a request waits at most its budget: a hung store never hangs a
@@ -127,7 +156,8 @@ def create_app(catalog: Catalog, store: OnlineStore, emitter: PredictionEmitter,
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        body = {"models_loaded": catalog.refreshed, "models": catalog.names(), "load_errors": catalog.errors,
+        body = {"worker": os.getpid(), "models_loaded": catalog.refreshed, "models": catalog.names(),
+                "load_errors": catalog.errors,
                 "prediction_events_queued": emitter.queued, "prediction_events_pending": emitter.pending,
                 "prediction_events_failed": emitter.failed}  # fmt: skip
         return JSONResponse(body, status_code=200 if catalog.refreshed else 503)
@@ -136,7 +166,7 @@ def create_app(catalog: Catalog, store: OnlineStore, emitter: PredictionEmitter,
     def prometheus() -> PlainTextResponse:
         metrics.emit_failed.set(emitter.failed)
         metrics.emit_pending.set(emitter.pending)
-        return PlainTextResponse(generate_latest(metrics.registry).decode(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(generate_latest(metrics.exposed).decode(), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/models", dependencies=[Depends(authorized)])
     def models() -> dict[str, Any]:

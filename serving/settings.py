@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -15,6 +16,10 @@ class ServingSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="Server processes on the port (each loads every model).")
+    definitions: Path | None = Field(
+        None, description="Feature groups from this YAML file or directory, not the registry."
+    )
     token: SecretStr | None = Field(None, description="Bearer token required on every route but health; off if unset.")
     max_rows: int = Field(1000, ge=1, le=100_000, description="Rows one predict request may carry.")
     default_alias: str = Field("prod", description="The alias served when a request names none.")

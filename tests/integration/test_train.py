@@ -222,7 +222,8 @@ def test_serve_predicts_over_http_emits_events_and_swaps_models_without_a_failed
     cli = Path(sys.executable).parent / "affresco"
     log = world["tmp"] / f"serve-{port}.log"
     with log.open("w") as out:
-        server = subprocess.Popen([str(cli), "serve", "--port", str(port), "-d", str(world["definitions"])],
+        server = subprocess.Popen([str(cli), "serve", "--port", str(port), "--workers", "2", "-d",
+                                   str(world["definitions"])],
                                   env={**os.environ, **world["env"], "AFFRESCO_SERVING_RELOAD_INTERVAL_S": "0.5"},
                                   stderr=out)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -260,7 +261,13 @@ def test_serve_predicts_over_http_emits_events_and_swaps_models_without_a_failed
         nan = httpx.post(f"{base}/v1/models/eta/predict", content='{"rows": [{"distance_km": NaN}]}',
                          headers={"content-type": "application/json"})  # fmt: skip
         assert nan.status_code == 422
-        assert "affresco_predictions_total" in httpx.get(f"{base}/metrics").text
+        # Two worker processes: connections land on either, and /metrics adds up both.
+        workers = {httpx.get(f"{base}/readyz").json()["worker"] for _ in range(40)}
+        assert len(workers) == 2, workers
+        metrics = httpx.get(f"{base}/metrics").text
+        scored = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                     if line.startswith("affresco_predictions_total{"))  # fmt: skip
+        assert scored == len(rows)
 
         deadline = time.monotonic() + 20  # emitted off the response path: they arrive soon after
         while admin.describe(topic).messages < emitted_before + len(rows) and time.monotonic() < deadline:
