@@ -371,7 +371,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5000, help="distinct request rows (the last trip requests)")
     parser.add_argument("--calibration-seconds", type=float, default=3.0, help="each generator-alone phase")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the generator's event loop")
-    parser.add_argument("--workers", type=int, default=2, help="affresco serve --workers")
+    parser.add_argument("--workers", type=int, default=1, help="affresco serve --workers (1 measured best on 2 cores)")
     args = parser.parse_args()
     began = time.perf_counter()
     code = _code()

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from state.cassandra.session import close, connect
 from state.cassandra.store import CassandraStore, CassandraStoreOptions
 from state.exceptions import StoreUnavailableError
 from state.online import OnlineRecord
 from state.online.base import wall_clock_ms
+from tests.integration.helpers import fresh_keyspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.cassandra]
 
@@ -27,13 +27,8 @@ NOW = wall_clock_ms()
 
 @pytest.fixture(scope="module")
 def settings(cassandra_settings: Any) -> Iterator[Any]:
-    keyspace = f"test_{uuid.uuid4().hex[:12]}"
-    yield cassandra_settings.model_copy(update={"keyspace": keyspace})
-    session = connect(cassandra_settings)
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
-    finally:
-        close(session)
+    with fresh_keyspace(cassandra_settings) as fresh:
+        yield fresh
 
 
 @pytest.fixture

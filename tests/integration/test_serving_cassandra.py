@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from itertools import islice
 from typing import Any
@@ -23,8 +22,6 @@ import httpx
 import pytest
 
 from models.validate import ModelDefinition
-from processors.engine import GroupState, SourceRow
-from processors.records import online_record
 from serving.app import create_app
 from serving.core import predict_rows
 from serving.emitter import PredictionEmitter
@@ -35,7 +32,8 @@ from state.cassandra.session import close, connect
 from state.cassandra.store import CassandraStore
 from streams.settings import KafkaSettings
 from streams.sim import simulate
-from tests.unit.serving_helpers import catalog_serving, running
+from tests.integration.helpers import fresh_keyspace
+from tests.unit.serving_helpers import catalog_serving, fold_before, running
 from tests.unit.test_serving_core import T0, check_training_serving_parity, definition, model
 
 __all__ = ["definition", "model"]
@@ -52,13 +50,8 @@ RECOVERY_S = 60.0
 
 @pytest.fixture
 def settings(cassandra_settings: CassandraSettings) -> Iterator[CassandraSettings]:
-    keyspace = f"test_{uuid.uuid4().hex[:12]}"
-    yield cassandra_settings.model_copy(update={"keyspace": keyspace})
-    session = connect(cassandra_settings)
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
-    finally:
-        close(session)
+    with fresh_keyspace(cassandra_settings) as fresh:
+        yield fresh
 
 
 def test_served_features_and_predictions_equal_the_training_set_rows_on_cassandra(
@@ -97,11 +90,7 @@ def test_with_the_node_stopped_it_answers_degraded_or_503_and_recovers_when_it_i
     if node.state != "running":  # e.g. a node in a container: not ours to stop
         pytest.skip(f"the Cassandra node on {node.address} was not started by affresco infra ({node.state})")
     with CassandraStore(settings) as store:
-        for use in model.groups:  # the processor folds every event before the request
-            rows = [SourceRow(dict(e.__dict__), 0, k) for k, e in enumerate(events)
-                    if e.type_name() == use.group.event_type and e.event_time < request.event_time]  # fmt: skip
-            result = use.engine.apply(GroupState(partitions=1), rows)
-            store.upsert([online_record(use.group, u) for u in result.updates])
+        fold_before(model, events, store, request.event_time)  # the processor: every event before the request
         [expected] = predict_rows(model, [row], store, now_ms=request.event_time)
         assert not expected.missing  # every group has a record for the request's entities
 

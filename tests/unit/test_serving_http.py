@@ -23,7 +23,7 @@ from state.exceptions import StateError
 from state.online import open_store
 from state.online.base import OnlineRecord, OnlineStore
 from streams.settings import KafkaSettings
-from tests.unit.serving_helpers import catalog_serving, running
+from tests.unit.serving_helpers import catalog_serving, fold_before, running
 from tests.unit.test_serving_core import T0, definition, model
 
 __all__ = ["definition", "model"]
@@ -180,8 +180,6 @@ def test_the_service_follows_the_processor_s_writes_to_rocksdb(
     """Served from a secondary instance of the processor's store: a write after start-up is served soon after."""
     import threading
 
-    from processors.engine import GroupState, SourceRow
-    from processors.records import online_record
     from serving.core import predict_rows
     from serving.freshness import follow_store
     from streams.sim import simulate
@@ -202,11 +200,7 @@ def test_the_service_follows_the_processor_s_writes_to_rocksdb(
             with running(app) as base, httpx.Client(base_url=base) as client:
                 [before] = client.post("/v1/models/eta/predict", json={"rows": [row]}).json()["rows"]
                 assert set(before["missing"]) == set(before["features"])  # nothing processed yet
-                for use in model.groups:  # the processor folds every event before the request
-                    rows = [SourceRow(dict(e.__dict__), 0, k) for k, e in enumerate(events)
-                            if e.type_name() == use.group.event_type and e.event_time < request.event_time]  # fmt: skip
-                    result = use.engine.apply(GroupState(partitions=1), rows)
-                    owner.upsert([online_record(use.group, u) for u in result.updates])
+                fold_before(model, events, owner, request.event_time)  # the processor: every event before the request
                 [expected] = predict_rows(model, [row], owner, now_ms=request.event_time)
                 assert expected.features != before["features"]
                 deadline = time.monotonic() + 10
