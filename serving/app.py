@@ -13,7 +13,6 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
@@ -25,7 +24,15 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import BaseModel, Field, ValidationError
 
 from serving.catalog import Catalog
-from serving.core import FeatureFrame, ScoredRow, missing_features, online_features, score
+from serving.core import (
+    FeatureFrame,
+    ScoredRow,
+    features_from_records,
+    missing_features,
+    online_features,
+    online_keys,
+    score,
+)
 from serving.emitter import PredictionEmitter
 from serving.model import LoadedModel
 from serving.settings import ServingSettings
@@ -107,21 +114,18 @@ def create_app(
         try:
             yield
         finally:
-            readers.shutdown(wait=False, cancel_futures=True)
             if on_close is not None:
                 on_close()
 
     app = FastAPI(title="affresco prediction service", version="1", lifespan=lifespan,
                   description="Predictions from partitioned ONNX models, features from the online store.")  # fmt: skip
     metrics = _Metrics()
-    # Store reads run here, so a request waits at most its budget: a hung store never hangs a
-    # request (a stuck read keeps its thread; later ones queue and time out within their budget).
-    readers = ThreadPoolExecutor(8, thread_name_prefix="online-store")
+    # A remote store (Cassandra) is read asynchronously within the budget: a hung store never
+    # hangs a request, and no thread waits on it. An embedded store (RocksDB) is read inline on
+    # the event loop: a read is ~10 µs of local I/O, and a hop to a thread (and the fight for the
+    # GIL there) cost more than the read itself — half the throughput when measured. Its
+    # failures still degrade; its time is not budgeted.
     budget_s = settings.store_budget_ms / 1000
-    # An embedded store (RocksDB) is read on the event loop: a read is tens of microseconds of
-    # local I/O, and the hop to a thread (and the fight for the GIL there) cost more than the
-    # read itself — half the throughput when measured. Its failures still degrade; its time is
-    # not budgeted.
     inline = settings.store_reads == "inline" or (settings.store_reads == "auto" and store.embedded)
 
     async def _features(model: LoadedModel, rows: list[dict[str, Any]], now: int) -> tuple[FeatureFrame, str | None]:
@@ -129,9 +133,11 @@ def create_app(
         try:
             if inline:
                 frame = online_features(model, rows, store, now_ms=now)
-            else:
-                future = asyncio.wrap_future(readers.submit(online_features, model, rows, store, now_ms=now))
-                frame = await asyncio.wait_for(future, timeout=budget_s)
+            else:  # the event loop serves other requests while the store answers, within the budget
+                keys, as_of = online_keys(model, rows, now_ms=now)
+                reading = store.get_many_async(keys, now_ms=as_of)
+                records = await asyncio.wait_for(reading, timeout=budget_s) if keys else {}
+                frame = features_from_records(model, rows, records, now_ms=now)
             metrics.store_latency.observe(time.perf_counter() - started)
             return frame, None
         except TimeoutError:

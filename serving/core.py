@@ -43,8 +43,10 @@ __all__ = [
     "FeatureFrame",
     "ScoredBatch",
     "ScoredRow",
+    "features_from_records",
     "missing_features",
     "online_features",
+    "online_keys",
     "predict_replayed",
     "predict_replayed_batch",
     "predict_rows",
@@ -103,14 +105,36 @@ def online_features(
     model: LoadedModel, rows: Sequence[Mapping[str, Any]], store: OnlineStore, *, now_ms: int
 ) -> FeatureFrame:
     """Features as of 1 ms before each row's request, from the stored tiles, in one multi-get."""
+    keys, as_of = online_keys(model, rows, now_ms=now_ms)
+    records = store.get_many(keys, now_ms=as_of) if keys else {}
+    return features_from_records(model, rows, records, now_ms=now_ms)
+
+
+def online_keys(
+    model: LoadedModel, rows: Sequence[Mapping[str, Any]], *, now_ms: int
+) -> tuple[list[tuple[str, str]], int]:
+    """The (group, entity) keys `rows` need from the store, and the instant to read them as of.
+
+    One read for every group and entity of the batch; expiry is judged per row afterwards, so the
+    store is asked as of the earliest instant (a record expired then is expired for every row).
+    """
+    keys = sorted({(use.group.ref, str(row[use.entity_column])) for use in model.groups for row in rows
+                   if row.get(use.entity_column) is not None})  # fmt: skip
+    as_of = min(features_instant(_request_time(row, model.time_field, now_ms)) for row in rows) if rows else now_ms
+    return keys, as_of
+
+
+def features_from_records(
+    model: LoadedModel,
+    rows: Sequence[Mapping[str, Any]],
+    records: Mapping[tuple[str, str], OnlineRecord | None],
+    *,
+    now_ms: int,
+) -> FeatureFrame:
+    """The rows' features from the records `online_keys` asked for: each value as of 1 ms before its row's request."""
     n = len(rows)
     times = [_request_time(row, model.time_field, now_ms) for row in rows]
     instants = [features_instant(t) for t in times]
-    keys = sorted({(use.group.ref, str(row[use.entity_column])) for use in model.groups for row in rows
-                   if row.get(use.entity_column) is not None})  # fmt: skip
-    # One read for every group and entity of the batch; expiry is judged per row below, so the
-    # store is asked as of the earliest instant (a record expired then is expired for every row).
-    records = store.get_many(keys, now_ms=min(instants)) if keys else {}
     columns = _request_columns(model, rows, times)
     feature_times: dict[str, list[int | None]] = {}
     ahead: list[list[str]] = [[] for _ in rows]

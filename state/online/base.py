@@ -22,6 +22,7 @@ same contract tests (`tests/integration/test_online_store_contract.py`):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import operator
 import time
@@ -255,14 +256,22 @@ class OnlineStore(ABC):
         is expired when `now_ms > event_time + ttl_ms` (`now_ms` defaults to the wall clock).
         """
         self._check_open("get_many")
-        wanted: dict[RecordKey, None] = {}
-        for index, key in enumerate(keys):
-            if type(key) is not tuple or len(key) != 2 or type(key[0]) is not str or type(key[1]) is not str:
-                msg = f"get_many: keys[{index}] must be a (group, entity) tuple of two str, got {key!r}"
-                raise InvalidRecordError(msg)
-            wanted[key] = None
+        wanted = _wanted_keys(keys, "get_many")
         now = _resolve_now(now_ms)
-        found = self._read(list(wanted), now) if wanted else {}
+        found = self._read(wanted, now) if wanted else {}
+        return {key: found.get(key) for key in wanted}
+
+    async def get_many_async(
+        self, keys: Sequence[RecordKey], *, now_ms: int | None = None
+    ) -> dict[RecordKey, OnlineRecord | None]:
+        """`get_many` for an asyncio caller: the event loop is free while the store answers.
+
+        Cancelling the call (e.g. a time budget) abandons the read; nothing waits for it.
+        """
+        self._check_open("get_many_async")
+        wanted = _wanted_keys(keys, "get_many_async")
+        now = _resolve_now(now_ms)
+        found = await self._read_async(wanted, now) if wanted else {}
         return {key: found.get(key) for key in wanted}
 
     def refresh(self) -> None:  # noqa: B027 - a no-op by default, not abstract: most stores need none
@@ -328,6 +337,10 @@ class OnlineStore(ABC):
     def _read(self, keys: list[RecordKey], now_ms: int) -> dict[RecordKey, OnlineRecord]:
         """The stored, unexpired records of distinct `keys`; absent keys may be left out."""
 
+    async def _read_async(self, keys: list[RecordKey], now_ms: int) -> dict[RecordKey, OnlineRecord]:
+        """`_read` off the event loop; a store with a native async client overrides it (Cassandra)."""
+        return await asyncio.get_running_loop().run_in_executor(None, self._read, keys, now_ms)
+
     @abstractmethod
     def _delete_group(self, group: str) -> None: ...
 
@@ -361,6 +374,17 @@ def _resolve_now(value: int | None) -> int:
         msg = f"get_many: now_ms must be an int of UTC epoch milliseconds or None, got {value!r}"
         raise InvalidRecordError(msg)
     return value
+
+
+def _wanted_keys(keys: Sequence[RecordKey], what: str) -> list[RecordKey]:
+    """The distinct keys, in order, each checked to be a (group, entity) tuple of two str."""
+    wanted: dict[RecordKey, None] = {}
+    for index, key in enumerate(keys):
+        if type(key) is not tuple or len(key) != 2 or type(key[0]) is not str or type(key[1]) is not str:
+            msg = f"{what}: keys[{index}] must be a (group, entity) tuple of two str, got {key!r}"
+            raise InvalidRecordError(msg)
+        wanted[key] = None
+    return list(wanted)
 
 
 def _check_checkpoint_name(name: object) -> None:

@@ -119,6 +119,20 @@ def test_multi_get_across_groups_and_entities_with_missing_keys(store: OnlineSto
     assert sum(value is not None for value in result.values()) == len(written)
 
 
+def test_the_async_multi_get_reads_what_the_multi_get_reads(store: OnlineStore) -> None:
+    """Serving's read (asyncio): the same records, missing keys, duplicates and expiry as `get_many`."""
+    import asyncio
+
+    groups = [fresh_group() for _ in range(2)]
+    written = [record(g, f"e{i}", NOW - i, i=i) for g in groups for i in range(300)]
+    store.upsert(written[:100], ttl_ms=DAY_MS)
+    store.upsert(written[100:])
+    keys = [r.key for r in written] + [(groups[0], "nobody"), written[0].key]
+    for now in (NOW, NOW + 2 * DAY_MS):  # the second: the first 100 expired
+        assert asyncio.run(store.get_many_async(keys, now_ms=now)) == store.get_many(keys, now_ms=now)
+    assert sum(v is not None for v in asyncio.run(store.get_many_async(keys, now_ms=NOW + 2 * DAY_MS)).values()) == 500
+
+
 def test_a_large_batch_of_mixed_sizes_round_trips(store: OnlineStore) -> None:
     groups = [fresh_group() for _ in range(3)]
     written = [

@@ -6,6 +6,7 @@ or failing store is the real RocksDB store behind a switch that delays or closes
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -46,6 +47,15 @@ class Switch:
             msg = "connection refused (the store is down)"
             raise StateError(msg)
         time.sleep(self.delay_s)
+        return self.store.get_many(keys, now_ms=now_ms)
+
+    async def get_many_async(
+        self, keys: Sequence[tuple[str, str]], *, now_ms: int | None = None
+    ) -> dict[Any, OnlineRecord | None]:
+        if self.broken:
+            msg = "connection refused (the store is down)"
+            raise StateError(msg)
+        await asyncio.sleep(self.delay_s)  # a remote store that is slow to answer
         return self.store.get_many(keys, now_ms=now_ms)
 
 
