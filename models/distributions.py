@@ -1,9 +1,11 @@
 """Each input's training distribution, stored in the manifest for drift monitoring.
 
 Numbers: decile bin edges of the training values and the share of rows in each bin (the bins are
-`(-inf, e1], (e1, e2], …, (ek, inf)`), the null share, mean and range. Categories (partition
-columns): the share of each of the most frequent values. PSI and KS against live traffic are
-computed from these later, without the training set.
+`(-inf, e1], (e1, e2], …, (ek, inf)`), the null share, mean and range, and `SAMPLE_POINTS`
+evenly spaced quantiles (`sample`: the training distribution's shape, for the KS statistic, to
+within 1/`SAMPLE_POINTS`). Categories (partition columns): the share of each of the most frequent
+values. PSI and KS against live traffic are computed from these (`monitoring.drift`), without the
+training set.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 __all__ = ["categorical_distribution", "numeric_distribution"]
 
 QUANTILES = np.linspace(0.1, 0.9, 9)
+SAMPLE_POINTS = 200
 TOP_CATEGORIES = 50
 
 
@@ -28,8 +31,10 @@ def numeric_distribution(values: np.ndarray) -> dict[str, Any]:
         return {**out, "edges": [], "shares": []}
     edges = np.unique(np.quantile(present, QUANTILES))
     counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=len(edges) + 1)
+    sample = np.quantile(present, (np.arange(SAMPLE_POINTS) + 0.5) / SAMPLE_POINTS)
     return {**out, "edges": edges.tolist(), "shares": (counts / len(present)).tolist(),
-            "mean": float(present.mean()), "min": float(present.min()), "max": float(present.max())}  # fmt: skip
+            "mean": float(present.mean()), "min": float(present.min()), "max": float(present.max()),
+            "sample": sample.tolist()}  # fmt: skip
 
 
 def categorical_distribution(values: Sequence[Any]) -> dict[str, Any]:

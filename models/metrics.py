@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LOWER_IS_BETTER", "PRIMARY", "binary_metrics", "metrics_for", "regression_metrics"]
+__all__ = ["LOWER_IS_BETTER", "PRIMARY", "binary_metrics", "metrics_for", "regression_metrics", "reliability_bins"]
 
 PRIMARY = {"regression": "rmse", "binary": "auc"}
 LOWER_IS_BETTER = {"rmse": True, "mae": True, "mape": True, "log_loss": True, "brier": True,
@@ -63,6 +63,20 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "accuracy": float(np.mean((p >= 0.5) == (y == 1))),
         "brier": float(np.mean((p - y) ** 2)),
     }
+
+
+def reliability_bins(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Calibration: `bins` equal-width probability bins; each non-empty one with its count, mean
+    predicted probability and observed positive rate (scikit-learn's `calibration_curve`, uniform)."""
+    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.searchsorted(edges[1:-1], p)  # p on an inner edge belongs to the lower bin, as in scikit-learn
+    counts = np.bincount(index, minlength=bins)
+    predicted = np.bincount(index, weights=p, minlength=bins)
+    observed = np.bincount(index, weights=y, minlength=bins)
+    return [{"low": float(edges[k]), "high": float(edges[k + 1]), "count": int(counts[k]),
+             "mean_predicted": float(predicted[k] / counts[k]), "observed_rate": float(observed[k] / counts[k])}
+            for k in range(bins) if counts[k]]  # fmt: skip
 
 
 def metrics_for(task: str, y: np.ndarray, p: np.ndarray) -> dict[str, float]:

@@ -1,0 +1,194 @@
+"""Monitoring's pure parts: drift and calibration equal scipy's and scikit-learn's; the
+prediction/outcome join counts everything once, pairs exactly the brute-force pairs whatever the
+arrival order within the lateness, and survives a snapshot and restore at any point."""
+
+from __future__ import annotations
+
+import random
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import ks_2samp
+from sklearn.calibration import calibration_curve
+
+from models.distributions import SAMPLE_POINTS, numeric_distribution
+from models.metrics import reliability_bins
+from monitoring.drift import ks_statistic, psi, two_sample_ks
+from monitoring.join import Outcome, PairJoin, Prediction
+
+# -- drift and calibration -----------------------------------------------------------------------
+
+_VALUES = st.lists(st.sampled_from([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0]) | st.floats(-1e6, 1e6), min_size=1, max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=_VALUES, b=_VALUES)
+def test_the_ks_statistic_is_scipy_s(a: list[float], b: list[float]) -> None:
+    with warnings.catch_warnings():  # scipy's p-value (not compared) warns on degenerate samples
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = ks_2samp(a, b, method="asymp").statistic
+    assert two_sample_ks(np.array(a), np.array(b)) == pytest.approx(expected, abs=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    p=st.lists(st.floats(0, 1) | st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0]), min_size=1, max_size=80),
+    seed=st.integers(0, 1000),
+    bins=st.integers(1, 12),
+)
+def test_reliability_bins_are_scikit_learn_s_calibration_curve(p: list[float], seed: int, bins: int) -> None:
+    rng = np.random.default_rng(seed)
+    probabilities = np.array(p)
+    y = (rng.random(len(p)) < probabilities).astype(float)
+    observed, predicted = calibration_curve(y, probabilities, n_bins=bins, strategy="uniform")
+    found = reliability_bins(y, probabilities, bins)
+    assert [b["observed_rate"] for b in found] == pytest.approx(observed.tolist())
+    assert [b["mean_predicted"] for b in found] == pytest.approx(predicted.tolist())
+    assert sum(b["count"] for b in found) == len(p)
+
+
+def test_drift_is_found_on_a_shift_and_not_on_the_same_distribution() -> None:
+    rng = np.random.default_rng(7)
+    training = numeric_distribution(rng.normal(10, 2, 20_000))
+    assert len(training["sample"]) == SAMPLE_POINTS
+    same, shifted = rng.normal(10, 2, 5_000), rng.normal(11.5, 2, 5_000)
+    assert psi(training, same) < 0.02 and ks_statistic(training, same) < 0.03  # type: ignore[operator]
+    assert psi(training, shifted) > 0.25 and ks_statistic(training, shifted) > 0.25  # type: ignore[operator]
+    # KS against the stored sample is scipy's on the same two samples.
+    scipy_ks = ks_2samp(training["sample"], shifted, method="asymp").statistic
+    assert ks_statistic(training, shifted) == pytest.approx(scipy_ks)
+    # PSI by its definition, computed here independently over the same bins.
+    edges = [-np.inf, *training["edges"], np.inf]
+    live = np.histogram(shifted, bins=edges)[0] / len(shifted)
+    expected = np.maximum(np.array(training["shares"]), 1e-4)
+    assert psi(training, shifted) == pytest.approx(float(np.sum((live - expected) * np.log(live / expected))))
+    assert psi(training, np.array([np.nan])) is None and ks_statistic({"sample": []}, shifted) is None
+
+
+# -- the join -----------------------------------------------------------------------------------
+
+H = 1_000  # the horizon, ms
+
+
+def _events(draw: Any) -> tuple[list[Prediction], list[Outcome]]:
+    keys = [f"k{i}" for i in range(draw(st.integers(1, 8)))]
+    predictions = [
+        Prediction(f"p{i}", draw(st.sampled_from(keys)), draw(st.integers(0, 5_000)), draw(st.sampled_from("ab")))
+        for i in range(draw(st.integers(0, 25)))
+    ]
+    outcomes = [Outcome(k, draw(st.integers(0, 6_000)), float(i)) for i, k in enumerate(keys) if draw(st.booleans())]
+    return predictions, outcomes
+
+
+@st.composite
+def streams(draw: Any) -> tuple[list[Prediction], list[Outcome], int, list[int]]:
+    predictions, outcomes = _events(draw)
+    lateness = draw(st.sampled_from([0, 100, 2_000]))
+    jitter = [draw(st.integers(0, lateness)) for _ in range(len(predictions) + len(outcomes))]
+    return predictions, outcomes, lateness, jitter
+
+
+def _arrivals(predictions: list[Prediction], outcomes: list[Outcome], jitter: list[int]) -> list[Any]:
+    """Arrival order: by event time plus a delay within the lateness (predictions first on ties)."""
+    events: list[Any] = [*predictions, *outcomes]
+    order = sorted(range(len(events)), key=lambda i: (events[i].time_ms + jitter[i], i))
+    return [events[i] for i in order]
+
+
+def _run(join: PairJoin, arrivals: list[Any]) -> set[tuple[str, str]]:
+    pairs = set()
+    for event in arrivals:
+        found = join.add_prediction(event) if isinstance(event, Prediction) else join.add_outcome(event)
+        pairs |= {(p.prediction.prediction_id, p.outcome.join_key) for p in found}
+    join.close()
+    return pairs
+
+
+def _brute_force(predictions: list[Prediction], outcomes: list[Outcome]) -> set[tuple[str, str]]:
+    return {(p.prediction_id, o.join_key) for p in predictions for o in outcomes
+            if p.join_key == o.join_key and p.time_ms <= o.time_ms <= p.time_ms + H}  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams())
+def test_within_the_lateness_any_arrival_order_pairs_exactly_the_brute_force_pairs(
+    stream: tuple[list[Prediction], list[Outcome], int, list[int]],
+) -> None:
+    predictions, outcomes, lateness, jitter = stream
+    join = PairJoin(H, lateness)
+    pairs = _run(join, _arrivals(predictions, outcomes, jitter))
+    assert pairs == _brute_force(predictions, outcomes)
+    counts = join.counts()
+    # Everything counted once: every prediction and every outcome lands in exactly one bucket.
+    assert sum(counts["predictions"].values()) == len(predictions)
+    assert sum(counts["outcomes"].values()) == len(outcomes)
+    assert counts["predictions"].get("paired", 0) == len(pairs)
+    assert counts["outcomes"].get("matched", 0) == len({key for _, key in pairs})
+    assert not counts["predictions"].get("late") and not counts["outcomes"].get("late")
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams(), st.integers(0, 60))
+def test_a_snapshot_restored_anywhere_counts_and_pairs_as_an_uninterrupted_run(
+    stream: tuple[list[Prediction], list[Outcome], int, list[int]], cut: int
+) -> None:
+    predictions, outcomes, lateness, jitter = stream
+    arrivals = _arrivals(predictions, outcomes, jitter)
+    whole = PairJoin(H, lateness)
+    expected = _run(whole, arrivals)
+    first = PairJoin(H, lateness)
+    cut = min(cut, len(arrivals))
+    pairs = _run_open(first, arrivals[:cut])
+    restored = PairJoin.from_json(first.to_json())  # what a restart reads back
+    pairs |= _run(restored, arrivals[cut:])
+    assert pairs == expected and restored.counts() == whole.counts()
+
+
+def _run_open(join: PairJoin, arrivals: list[Any]) -> set[tuple[str, str]]:
+    pairs = set()
+    for event in arrivals:
+        found = join.add_prediction(event) if isinstance(event, Prediction) else join.add_outcome(event)
+        pairs |= {(p.prediction.prediction_id, p.outcome.join_key) for p in found}
+    return pairs
+
+
+def test_duplicates_late_and_unmatched_are_counted_not_lost() -> None:
+    join = PairJoin(H, lateness_ms=0)
+    prod, shadow = Prediction("p1", "trip-1", 100, "prod"), Prediction("s1", "trip-1", 100, "shadow")
+    assert join.add_prediction(prod) == []
+    assert join.add_prediction(prod) == []  # the same id again
+    assert [p.prediction.payload for p in join.add_outcome(Outcome("trip-1", 600, 420.0))] == ["prod"]
+    assert [p.prediction.payload for p in join.add_prediction(shadow)] == ["shadow"]  # the outcome waited for it
+    assert join.add_outcome(Outcome("trip-1", 650, 421.0)) == []  # a second outcome for the trip
+    join.add_prediction(Prediction("p2", "trip-2", 700, "prod"))  # its outcome never comes
+    join.add_outcome(Outcome("trip-9", 800, 1.0))  # no prediction for it
+    join.add_outcome(Outcome("trip-x", 5_000, 1.0))  # moves the watermark: trip-2 expires
+    join.add_outcome(Outcome("trip-2", 1_500, 300.0))  # it fits p2, which had already expired unmatched: late
+    join.add_prediction(Prediction("p3", "trip-3", 1_000, "prod"))  # behind the watermark by more than H
+    join.close()
+    assert join.counts() == {
+        "predictions": {"paired": 2, "duplicate": 1, "unmatched": 1, "late": 1},
+        "outcomes": {"matched": 1, "duplicate": 1, "unmatched": 2, "late": 1},
+    }
+
+
+def test_a_restored_join_keeps_its_deadlines() -> None:
+    join = PairJoin(H)
+    join.add_prediction(Prediction("p1", "trip-1", 0))
+    restored = PairJoin.from_json(join.to_json())
+    restored.add_outcome(Outcome("other", 5_000, 0.0))  # far past the horizon
+    assert restored.counts()["predictions"] == {"unmatched": 1} and not restored.waiting
+
+
+def test_a_random_long_stream_stays_consistent() -> None:
+    rng = random.Random(3)
+    predictions = [Prediction(f"p{i}", f"k{rng.randrange(2_000)}", rng.randrange(600_000)) for i in range(20_000)]
+    outcomes = [Outcome(f"k{k}", rng.randrange(600_000), 1.0) for k in rng.sample(range(2_000), 1_500)]
+    jitter = [rng.randrange(500) for _ in range(len(predictions) + len(outcomes))]
+    join = PairJoin(H, 500)
+    assert _run(join, _arrivals(predictions, outcomes, jitter)) == _brute_force(predictions, outcomes)
+    assert not join.waiting and not join.slots  # closed: nothing left behind
