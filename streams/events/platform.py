@@ -233,7 +233,7 @@ class MonitoringMetric(Event):
 
 
 class Alert(Event):
-    """A monitoring rule fired."""
+    """A monitoring rule fired (`state` firing), or its metric came back (`resolved`)."""
 
     key_field = "model"
     event_type: Literal["alert"] = "alert"
@@ -244,6 +244,13 @@ class Alert(Event):
     metric: str | None = OptionalName
     value: float | None = None
     threshold: float | None = None
+    state: Literal["firing", "resolved"] = "firing"
+    model_version: Version | None = Field(None, description="The version it concerns (null: the whole model).")
+    partition: str | None = Field(
+        None, min_length=1, max_length=200, description="The partition node it concerns (null: every node)."
+    )
+    window_start: EpochMs | None = Field(None, description="The window judged, UTC epoch milliseconds.")
+    window_end: EpochMs | None = None
 
 
 DeadLetterReason = Literal[

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,9 +17,12 @@ from scipy.stats import ks_2samp
 from sklearn.calibration import calibration_curve
 
 from models.distributions import SAMPLE_POINTS, numeric_distribution
-from models.metrics import reliability_bins
+from models.metrics import regression_metrics, reliability_bins
+from monitoring.alerts import AlertBook
 from monitoring.drift import ks_statistic, psi, two_sample_ks
 from monitoring.join import Outcome, PairJoin, Prediction
+from monitoring.spec import AlertRule, MonitorSpecError, load_monitor_spec
+from monitoring.windows import JoinedPair, WindowedMetrics, WindowMetric
 
 # -- drift and calibration -----------------------------------------------------------------------
 
@@ -192,3 +196,98 @@ def test_a_random_long_stream_stays_consistent() -> None:
     join = PairJoin(H, 500)
     assert _run(join, _arrivals(predictions, outcomes, jitter)) == _brute_force(predictions, outcomes)
     assert not join.waiting and not join.slots  # closed: nothing left behind
+
+
+# -- the spec, windows and alerts -----------------------------------------------------------------
+
+SPEC = Path(__file__).parents[2] / "monitoring" / "specs" / "eta.yaml"
+T0 = 1_767_225_600_000  # a whole hour
+
+
+def test_the_demo_monitoring_spec_loads() -> None:
+    definition = load_monitor_spec(SPEC, {"eta": "regression"})
+    assert (definition.horizon_ms, definition.windows_ms) == (7_200_000, (600_000, 3_600_000))
+    assert definition.label.evaluate({"eta_s": 420.0}) == 420.0
+
+
+def test_a_bad_monitoring_spec_names_every_problem_with_its_line(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(
+        "model: eta\n"
+        "outcomes:\n"
+        "  topic: rides.trips\n"
+        "  event_type: trip_completed\n"
+        "  join_key: trip_number\n"
+        "  label: city\n"
+        "windows: [10m]\n"
+        "alerts:\n"
+        "  - {name: a, metric: auc, above: 1, window: 10m}\n"
+        "  - {name: b, metric: mae, above: 1, window: 1h}\n"
+        "  - {name: b, metric: mae, above: 2, window: 10m}\n"
+    )
+    with pytest.raises(MonitorSpecError) as caught:
+        load_monitor_spec(spec, {"eta": "regression"})
+    found = {(p.line, p.message.split(":")[0]) for p in caught.value.problems}
+    assert found == {(5, "outcomes.join_key"), (6, "outcomes.label"), (9, "alerts[0] (a)"), (10, "alerts[1] (b)"),
+                     (8, "alerts")}  # fmt: skip
+    text = str(caught.value)
+    assert "no field 'trip_number'" in text and "unknown metric 'auc' for a regression model" in text
+    with pytest.raises(MonitorSpecError, match="no model 'eta' is registered"):
+        load_monitor_spec(SPEC, {"other": "binary"})
+    spec.write_text(SPEC.read_text().replace("above: 240", "above: 240\n    below: 10"))
+    with pytest.raises(MonitorSpecError, match="exactly one of `above` or `below`"):
+        load_monitor_spec(spec, {"eta": "regression"})
+
+
+def _pairs(seed: int, n: int) -> list[JoinedPair]:
+    rng = np.random.default_rng(seed)
+    return [JoinedPair("eta", int(rng.integers(1, 3)), str(rng.choice(["global/US", "global/GB"])),
+                       T0 + int(rng.integers(0, 3_600_000)), float(rng.normal(600, 50)), float(rng.normal(600, 80)))
+            for _ in range(n)]  # fmt: skip
+
+
+def test_window_metrics_are_the_training_metrics_of_the_pairs_in_each_window_and_scope() -> None:
+    pairs = _pairs(1, 2_000)
+    windows = WindowedMetrics("regression", (600_000, 3_600_000))
+    for pair in pairs:
+        windows.add(pair)
+    assert windows.close(watermark_ms=T0 + 599_999) == []  # no window has ended yet
+    metrics = windows.close(watermark_ms=T0 + 600_000)
+    assert {m.window_start for m in metrics} == {T0} and {m.window_ms for m in metrics} == {600_000}
+    metrics += windows.close()
+    assert not windows.open
+    for m in metrics:
+        inside = [p for p in pairs if m.window_start <= p.outcome_time_ms < m.window_end
+                  and (m.version is None or p.version == m.version)
+                  and (m.partition is None or p.partition == m.partition)]  # fmt: skip
+        expected = {
+            "count": float(len(inside)),
+            **regression_metrics(np.array([p.label for p in inside]), np.array([p.prediction for p in inside])),
+        }
+        assert m.value == expected[m.metric] and m.count == len(inside), m
+        assert m.event().value == m.value  # a valid MonitoringMetric event
+    model_counts = [m.count for m in metrics if m.scope == "model" and m.metric == "count" and m.window_ms == 600_000]
+    assert sum(model_counts) == len(pairs)
+
+
+def test_an_alert_fires_once_while_breached_and_resolves_when_the_metric_recovers() -> None:
+    rule = AlertRule(name="mae_high", metric="mae", above=100, window="10m", min_count=5, scope="partition")
+    book = AlertBook([rule], {"mae_high": 600_000})
+
+    def window(start: int, error: float, n: int = 10, partition: str = "global/BR/sao") -> list[WindowMetric]:
+        w = WindowedMetrics("regression", (600_000,))
+        for i in range(n):
+            w.add(JoinedPair("eta", 1, partition, T0 + start + i, 600.0 + error, 600.0))
+        return w.close()
+
+    assert book.judge(window(0, 50)) == []
+    fired = book.judge(window(600_000, 150))
+    assert [(c.state, c.metric.partition) for c in fired] == [("firing", "global/BR/sao")]
+    assert book.judge(window(1_200_000, 160)) == []  # still firing: not again
+    assert book.judge(window(1_800_000, 10, n=3)) == []  # too few pairs to judge
+    assert book.judge(window(2_400_000, 170, partition="global/US")) != []  # another partition, its own alert
+    resolved = book.judge(window(3_000_000, 20))
+    assert [(c.state, c.metric.partition) for c in resolved] == [("resolved", "global/BR/sao")]
+    event = fired[0].event()
+    assert (event.state, event.partition, event.rule, event.threshold) == ("firing", "global/BR/sao", "mae_high", 100)
+    assert "above 100" in event.message and event.window_end == T0 + 1_200_000
