@@ -36,11 +36,14 @@ from serving.core import (
 from serving.emitter import PredictionEmitter
 from serving.model import LoadedModel
 from serving.settings import ServingSettings
+from serving.shadow import ShadowScorer
 from state.exceptions import StateError
 from state.online.base import OnlineStore
 from streams.events.platform import Prediction
 
-__all__ = ["create_app"]
+__all__ = ["SHADOW", "create_app"]
+
+SHADOW = "shadow"  # the challenger's alias: scored on the champion's requests, off the response path
 
 _KINDS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 
@@ -114,6 +117,7 @@ def create_app(
         try:
             yield
         finally:
+            shadows.close()
             if on_close is not None:
                 on_close()
 
@@ -126,6 +130,13 @@ def create_app(
     # GIL there) cost more than the read itself — half the throughput when measured. Its
     # failures still degrade; its time is not budgeted.
     budget_s = settings.store_budget_ms / 1000
+
+    def emit_shadow(challenger: LoadedModel, rows: list[dict[str, Any]], scored: list[ScoredRow]) -> None:
+        ids = [uuid.uuid4().hex for _ in scored]
+        emitter.submit(challenger.name, len(rows), lambda: _events(challenger, rows, scored, ids, None, metrics,
+                                                                   SHADOW))  # fmt: skip
+
+    shadows = ShadowScorer(store, emit_shadow)
     inline = settings.store_reads == "inline" or (settings.store_reads == "auto" and store.embedded)
 
     async def _features(model: LoadedModel, rows: list[dict[str, Any]], now: int) -> tuple[FeatureFrame, str | None]:
@@ -165,7 +176,9 @@ def create_app(
         body = {"worker": os.getpid(), "models_loaded": catalog.refreshed, "models": catalog.names(),
                 "load_errors": catalog.errors,
                 "prediction_events_queued": emitter.queued, "prediction_events_pending": emitter.pending,
-                "prediction_events_failed": emitter.failed}  # fmt: skip
+                "prediction_events_failed": emitter.failed,
+                "shadow_rows": {"scored": shadows.scored, "dropped": shadows.dropped,
+                                "failed": shadows.failed}}  # fmt: skip
         return JSONResponse(body, status_code=200 if catalog.refreshed else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
@@ -206,8 +219,8 @@ def create_app(
         headers = request.headers
         await authorized(headers.get("authorization"))
         version = _version_header(headers.get("x-model-version"), metrics)
-        model = _resolve(catalog, request.path_params["name"], headers.get("x-model-alias"), version,
-                         settings.default_alias, metrics)  # fmt: skip
+        model, alias = _resolve(catalog, request.path_params["name"], headers.get("x-model-alias"), version,
+                                settings.default_alias, metrics)  # fmt: skip
         rows = _rows(await request.body(), settings.max_rows, metrics)
         problems = [p for i, row in enumerate(rows) for p in _row_problems(model, row, i)]
         if problems:
@@ -218,7 +231,11 @@ def create_app(
         scored = score(model, rows, frame)
         ids = [uuid.uuid4().hex for _ in scored]
         latency_ms = (time.perf_counter() - started) * 1000
-        emitter.submit(model.name, len(rows), lambda: _events(model, rows, scored, ids, latency_ms, metrics))
+        emitter.submit(model.name, len(rows), lambda: _events(model, rows, scored, ids, latency_ms, metrics, alias))
+        if alias == settings.default_alias:  # the champion's request: its challenger scores it too, later
+            challenger = catalog.lookup(model.name, SHADOW, None)
+            if challenger is not None and challenger.version != model.version:
+                shadows.submit(challenger, rows, now)
         for s in scored:
             metrics.predictions.labels(model.name, str(model.version), s.served_by).inc()
             if s.served_by != s.node:
@@ -280,7 +297,8 @@ def _shown(value: Any) -> Any:
 
 def _resolve(
     catalog: Catalog, name: str, alias: str | None, version: int | None, default_alias: str, metrics: _Metrics
-) -> LoadedModel:
+) -> tuple[LoadedModel, str | None]:
+    """The model a request names, and the alias it was named by (None: an explicit version)."""
     # The path may name the alias or version too: eta@shadow, eta:3.
     if ":" in name:
         name, _, text = name.partition(":")
@@ -292,7 +310,7 @@ def _resolve(
         metrics.errors.labels("unknown_model").inc()
         wanted = f"{name} v{version}" if version is not None else f"{name}@{alias or default_alias}"
         raise HTTPException(404, {"msg": f"no model {wanted} is served", "served": catalog.names()})
-    return model
+    return model, None if version is not None else alias or default_alias
 
 
 def _row_problems(model: LoadedModel, row: Mapping[str, Any], index: int) -> list[dict[str, Any]]:
@@ -318,8 +336,9 @@ def _events(
     rows: list[dict[str, Any]],
     scored: list[ScoredRow],
     ids: list[str],
-    latency_ms: float,
+    latency_ms: float | None,
     metrics: _Metrics,
+    alias: str | None,
 ) -> list[Prediction]:
     entity_columns = sorted({use.entity_column for use in model.groups} | set(model.levels))
     out = []
@@ -329,7 +348,8 @@ def _events(
                 event_time=s.request_time_ms, request_id=prediction_id, model=model.name,
                 model_version=model.version, partition=s.served_by,
                 entity_keys={c: str(row[c]) for c in entity_columns if row.get(c) is not None},
-                features=s.features, prediction=s.prediction, latency_ms=min(latency_ms, 3_600_000.0),
+                features=s.features, prediction=s.prediction, alias=alias,
+                latency_ms=None if latency_ms is None else min(latency_ms, 3_600_000.0),
                 join_key=None if row.get("join_key") is None else str(row["join_key"])[:200],
                 inputs={f: row[f] for f in model.request_fields if row.get(f) is not None},
                 feature_times=s.feature_times,

@@ -199,6 +199,12 @@ class Prediction(Event):
     inputs: dict[Key, FeatureValue] = Field(
         default_factory=dict, max_length=MAX_FEATURES, description="The request fields as the model saw them."
     )
+    alias: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="The alias the request was served under (prod; shadow: the challenger); null: a version.",
+    )
     feature_times: dict[Key, Annotated[int, JsonInt(0, INT63_MAX)] | None] = Field(
         default_factory=dict,
         max_length=100,

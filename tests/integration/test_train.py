@@ -19,7 +19,9 @@ import yaml
 from models.bundle import load_bundle, sha256_hex
 from models.registry import ModelRegistry
 from streams.admin import TopicAdmin
+from streams.events.platform import Prediction
 from streams.settings import KafkaSettings
+from tests.integration.helpers import read_all
 from tests.integration.processor_helpers import demo_group_docs, produce_simulation, write_yaml
 
 pytestmark = pytest.mark.integration
@@ -307,6 +309,29 @@ def test_serve_predicts_over_http_emits_events_and_swaps_models_without_a_failed
             stop.set()
             thread.join()
         assert failures == [] and versions == {1, 2}  # both served, not one request failed
+
+        # Champion/challenger: v2 deployed as `shadow` scores prod's requests off the response path.
+        assert (
+            _affresco(["models", "deploy", "eta", "--version", "2", "--alias", "shadow"], world["env"]).returncode == 0
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+            m["alias"] == "shadow" for m in httpx.get(f"{base}/v1/models").json()["served"]
+        ):
+            time.sleep(0.2)
+        shadowed = [{**r, "join_key": f"shadow-{r['join_key']}"} for r in rows[:10]]
+        answer = httpx.post(f"{base}/v1/models/eta/predict", json={"rows": shadowed})
+        assert answer.status_code == 200 and {r["version"] for r in answer.json()["rows"]} == {1}
+        wanted = {r["join_key"] for r in shadowed}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            logged = [Prediction.model_validate_json(m.value() or b"") for m in read_all(topic, world["settings"])]
+            mine = [p for p in logged if p.join_key in wanted]
+            if len(mine) == 2 * len(wanted):
+                break
+            time.sleep(0.5)
+        assert {(p.alias, p.model_version) for p in mine} == {("prod", 1), ("shadow", 2)}
+        assert {p.join_key for p in mine if p.alias == "shadow"} == wanted  # the same outcomes will pair with both
     finally:
         server.terminate()
         server.wait(timeout=20)
