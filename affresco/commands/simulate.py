@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     from streams.admin import TopicAdmin
     from streams.events.base import Event
     from streams.producer import EventProducer
+    from streams.sim.drift import Drift
+    from streams.sim.generator import SimConfig
 
-__all__ = ["simulate"]
+__all__ = ["parse_drift", "simulate"]
 
 _PROGRESS_EVERY = 1_000  # events between progress-bar refreshes (a refresh costs more than an event)
 _FLUSH_TIMEOUT_S = 30.0
@@ -165,6 +167,58 @@ def _summary(stats: _RunStats, wall_s: float, destination: str, delivered: int |
     err_console.print(f"{stats.count:,} events in {wall_s:.2f} s ({rate:,.0f} events/s)", highlight=False)
 
 
+def parse_drift(text: str) -> Drift:
+    """`city=<city>,speed=<factor>,after=<duration>` (after defaults to 0: from the start).
+
+    >>> parse_drift("city=sao,speed=0.7,after=10m")
+    Drift(city='sao', speed=0.7, after_ms=600000)
+    """
+    from processors.durations import parse_duration
+    from streams.sim.drift import Drift
+
+    fields: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not value or key not in ("city", "speed", "after"):
+            msg = f"expected city=<city>,speed=<factor>[,after=<duration>], got {part.strip()!r} in {text!r}"
+            raise ValueError(msg)
+        if key in fields:
+            msg = f"{key} is given twice in {text!r}"
+            raise ValueError(msg)
+        fields[key] = value
+    missing = [k for k in ("city", "speed") if k not in fields]
+    if missing:
+        msg = f"{' and '.join(missing)} missing in {text!r} (expected city=<city>,speed=<factor>[,after=<duration>])"
+        raise ValueError(msg)
+    try:
+        speed = float(fields["speed"])
+    except ValueError:
+        msg = f"speed must be a number, got {fields['speed']!r}"
+        raise ValueError(msg) from None
+    after_ms = parse_duration(fields["after"]) if "after" in fields and fields["after"] not in ("0", "0s") else 0
+    return Drift(fields["city"], speed, after_ms)
+
+
+def _config(drifts: list[str]) -> SimConfig:
+    """The simulation's knobs from the CLI; each drift checked against the world's cities."""
+    from streams.sim import default_world
+    from streams.sim.generator import SimConfig
+
+    cities = [c.id for c in default_world().cities]
+    parsed = []
+    for text in drifts:
+        try:
+            found = parse_drift(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--drift") from None
+        if found.city not in cities:
+            msg = f"no city {found.city!r} in the simulated world (cities: {', '.join(cities)})"
+            raise typer.BadParameter(msg, param_hint="--drift")
+        parsed.append(found)
+    return SimConfig(drifts=tuple(parsed))
+
+
 def simulate(
     events: int = typer.Option(10_000, "--events", "-n", min=0, help="How many events to generate."),
     seed: int = typer.Option(42, "--seed", help="Random seed: the same seed and start give the same events."),
@@ -194,6 +248,12 @@ def simulate(
     partitions: int = typer.Option(4, "--partitions", min=1, help="Partitions of the domain topics if created."),
     topic_prefix: str = typer.Option(
         "", "--topic-prefix", help="Prefix of the domain topics, e.g. 'staging.' for staging.rides.trips."
+    ),
+    drift: list[str] = typer.Option(
+        [],
+        "--drift",
+        help="Inject a drift, e.g. 'city=sao,speed=0.7,after=10m': that city drives 30% slower "
+        "from 10 min after the start (repeatable).",
     ),
 ) -> None:
     """Simulate the ride-hailing marketplace: trips (rides.trips) and driver pings (rides.driver_pings).
@@ -231,7 +291,7 @@ def simulate(
         disable=not err_console.is_terminal,
     )
     started = time.monotonic()
-    generated: Iterator[Event] = simulate_events(events, seed, start_ms)
+    generated: Iterator[Event] = simulate_events(events, seed, start_ms, config=_config(drift))
     if until_ms is not None:
         generated = takewhile(lambda e: e.event_time < until_ms, generated)
     elif rate is None:

@@ -43,11 +43,13 @@ def ground_truth_eta_s(
     local: LocalTime,
     surge: float = 1.0,
     noise_z: float = 0.0,
+    speed_factor: float = 1.0,
 ) -> float:
     """Seconds from request to drop-off (formula in the module docstring).
 
     `noise_z` is the standard-normal draw of the lognormal noise: the simulator passes a random one,
-    `noise_z=0` gives the noise-free median (the best prediction in log space).
+    `noise_z=0` gives the noise-free median (the best prediction in log space). `speed_factor`
+    scales the driving speed (an injected drift, `streams.sim.drift`).
 
     >>> from streams.sim.world import default_world
     >>> nyc = default_world().city("nyc")
@@ -58,7 +60,7 @@ def ground_truth_eta_s(
     """
     spec = city.spec
     pickup_s = spec.pickup_s * (1.0 + PICKUP_SURGE_SLOPE * (surge - 1.0))
-    drive_s = 3600.0 * distance_km * congestion(local) / spec.base_speed_kmh
+    drive_s = 3600.0 * distance_km * congestion(local) / (spec.base_speed_kmh * speed_factor)
     eta = spec.eta_effect * pickup_zone.eta_effect * (pickup_s + drive_s)
     if noise_z:
         eta *= math.exp(ETA_NOISE_SIGMA * noise_z)

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from streams.events.base import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event
 from streams.events.domain import DriverPing, TripRequested
+from streams.sim.drift import Drift
 from streams.sim.fleet import AVAILABLE, OFFLINE, STATUS_NAMES, Fleet
 from streams.sim.profiles import HOUR_MS, LocalTime, demand_factor, local_time, supply_factor
 from streams.sim.trips import SurgeMeter, TripEnd, trip_outcome
@@ -60,6 +61,7 @@ class SimConfig(BaseModel):
     )
     ping_interval_s: float = Field(900.0, ge=1, description="Seconds between pings of an online driver.")
     offline_check_s: float = Field(900.0, ge=1, description="How often an offline driver may start a shift.")
+    drifts: tuple[Drift, ...] = Field((), description="Injected drifts: a city's traffic slower from a moment on.")
 
 
 @dataclass(slots=True)
@@ -222,7 +224,11 @@ class Simulator:
             distance_km=distance,
             surge=surge,
         )
-        end = trip_outcome(request, city, pickup, dropoff, hour.local[city.index], self.fleet, self.rng)
+        speed = 1.0
+        for drift in self.config.drifts:
+            if drift.city == city.id and at >= self.start_ms + drift.after_ms:
+                speed *= drift.speed
+        end = trip_outcome(request, city, pickup, dropoff, hour.local[city.index], self.fleet, self.rng, speed)
         self._push(end.event.event_time, end)
         self._schedule_arrival()
         return request

@@ -63,6 +63,7 @@ def trip_outcome(
     local: LocalTime,
     fleet: Fleet,
     rng: random.Random,
+    speed_factor: float = 1.0,
 ) -> TripEnd:
     """Match a driver and decide how the trip ends: cancelled (by whom, when) or completed.
 
@@ -87,7 +88,13 @@ def trip_outcome(
         cancel = _cancelled(request, at + delay_ms, "driver", "driver_unavailable")
         return TripEnd(cancel, match.driver, pickup.index)
     eta = ground_truth_eta_s(
-        request.distance_km, city=city, pickup_zone=pickup, local=local, surge=surge, noise_z=rng.gauss(0.0, 1.0)
+        request.distance_km,
+        city=city,
+        pickup_zone=pickup,
+        local=local,
+        surge=surge,
+        noise_z=rng.gauss(0.0, 1.0),
+        speed_factor=speed_factor,
     )
     # The label is exact to the ms (eta_s * 1000 == delta t), within the schema's 1 s to a day.
     eta_ms = min(max(MIN_ETA_MS, round(eta * 1000.0)), MAX_ETA_MS)

@@ -514,3 +514,38 @@ def test_cli_exits_1_when_records_are_not_delivered(fake_kafka: type[_FakeProduc
     assert "3 record(s) were not delivered" in _said(result.stderr) and "after queueing 50 events" in _said(
         result.stderr
     )
+
+
+def test_an_injected_drift_slows_one_city_from_its_moment_on_and_nothing_before() -> None:
+    from streams.sim.drift import Drift
+    from streams.sim.generator import SimConfig
+
+    start, after = 1_767_225_600_000, 3_600_000
+    plain = list(simulate(60_000, 5, start))
+    drifted = list(simulate(60_000, 5, start, config=SimConfig(drifts=(Drift("sao", 0.7, after),))))
+    cut = start + after
+    assert [e for e in plain if e.event_time < cut] == [e for e in drifted if e.event_time < cut]
+
+    def seconds_per_km(events: list[Event], city: str) -> float:
+        trips = [e for e in events if isinstance(e, TripCompleted) and e.city == city and e.requested_at >= cut]
+        assert len(trips) > 500
+        return sum(t.eta_s / t.distance_km for t in trips) / len(trips)
+
+    assert seconds_per_km(drifted, "sao") > 1.15 * seconds_per_km(plain, "sao")  # the drive part grows by 1/0.7
+    for city in ("nyc", "lon", "rio"):
+        assert seconds_per_km(drifted, city) == pytest.approx(seconds_per_km(plain, city), rel=0.03)
+
+
+def test_a_bad_drift_is_refused_with_what_was_expected() -> None:
+    ok = runner.invoke(_app(), ["simulate", "-n", "20", "--out", "-", "--drift", "city=sao,speed=0.7,after=10m"])
+    assert ok.exit_code == 0, ok.output
+    for drift, expected in (
+        ("city=atlantis,speed=0.7", "no city 'atlantis'"),
+        ("city=sao", "speed missing"),
+        ("city=sao,speed=fast", "speed must be a number"),
+        ("city=sao,speed=0", "speed must be a factor in (0, 10]"),
+        ("city=sao,speed=0.7,after=soon", "expected a duration"),
+        ("town=sao,speed=0.7", "expected city=<city>,speed=<factor>"),
+    ):
+        refused = runner.invoke(_app(), ["simulate", "-n", "20", "--out", "-", "--drift", drift])
+        assert refused.exit_code == 2 and expected in _said(refused.output), (drift, refused.output)
