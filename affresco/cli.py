@@ -11,6 +11,7 @@ from affresco.commands import explain as explain_cmd
 from affresco.commands import features as features_cmd
 from affresco.commands import infra as infra_cmd
 from affresco.commands import models as models_cmd
+from affresco.commands import monitor as monitor_cmd
 from affresco.commands import predict as predict_cmd
 from affresco.commands import process as process_cmd
 from affresco.commands import serve as serve_cmd
@@ -33,6 +34,7 @@ app.add_typer(events_cmd.schemas_app, name="schemas")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(process_cmd.app, name="process")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(monitor_cmd.app, name="monitor")
 app.command("produce")(events_cmd.produce)
 app.command("tail")(events_cmd.tail)
 app.command("simulate")(simulate_cmd.simulate)

@@ -26,6 +26,7 @@ DSL, durations, metrics and windows named by the rules, the model against the on
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,13 +43,12 @@ from streams.exceptions import UnknownEventTypeError
 
 __all__ = ["METRICS", "AlertRule", "MonitorDefinition", "MonitorSpec", "MonitorSpecError", "load_monitor_spec"]
 
-#: Every metric a window publishes, and the rules may name (per task; the rates for both).
+#: Every metric a window publishes, and the rules may name (per task, and for both).
 METRICS = {
-    "regression": ("mae", "rmse", "bias", "mape"),
+    "regression": ("mae", "rmse", "bias", "mape", "r2"),
     "binary": ("auc", "log_loss", "brier", "accuracy"),
-    "any": ("count", "missing_feature_rate", "fallback_rate", "latency_p99_ms", "feature_age_p50_ms",
-            "prediction_psi", "feature_psi_max"),
-}  # fmt: skip
+    "any": ("count",),
+}
 
 
 class MonitorSpecError(ProcessorsError):
@@ -139,7 +139,7 @@ class MonitorDefinition:
         return parse_duration(rule.window)
 
 
-def load_monitor_spec(path: Path, tasks: dict[str, str]) -> MonitorDefinition:
+def load_monitor_spec(path: Path, tasks: Mapping[str, str]) -> MonitorDefinition:
     """Load and check a spec; `tasks`: each known model's task (regression or binary). Raises
     `MonitorSpecError` listing every problem."""
     docs, problems = load_yaml_documents(path)
@@ -154,7 +154,7 @@ def load_monitor_spec(path: Path, tasks: dict[str, str]) -> MonitorDefinition:
 
 
 def compile_monitor_spec(
-    doc: dict[str, Any], file: str, tasks: dict[str, str]
+    doc: dict[str, Any], file: str, tasks: Mapping[str, str]
 ) -> tuple[MonitorDefinition | None, list[Problem]]:
     try:
         spec = MonitorSpec.model_validate(strip_lines(doc))

@@ -70,21 +70,30 @@ class WindowedMetrics:
     task: str  # regression or binary
     windows_ms: tuple[int, ...]
     open: dict[tuple[int, int, Scope, str, int | None, str | None], _Window] = field(default_factory=dict)
+    closed_until: int | None = None  # windows ending at or before this were published
+    late_pairs: int = 0  # pairs for a window already published: counted, not added
 
     def add(self, pair: JoinedPair) -> None:
         scopes: tuple[tuple[Scope, int | None, str | None], ...] = (
             ("model", None, None), ("version", pair.version, None), ("partition", pair.version, pair.partition),
         )  # fmt: skip
+        late = False
         for length in self.windows_ms:
             start = pair.outcome_time_ms - pair.outcome_time_ms % length
+            if self.closed_until is not None and start + length <= self.closed_until:
+                late = True  # this window was published already: publishing it again would double-count
+                continue
             for scope, version, partition in scopes:
                 window = self.open.setdefault((length, start, scope, pair.model, version, partition), _Window())
                 window.labels.append(pair.label)
                 window.predictions.append(pair.prediction)
+        self.late_pairs += late
 
     def close(self, watermark_ms: int | None = None) -> list[WindowMetric]:
         """The metrics of every window ending at or before `watermark_ms` (None: all), in time order."""
         ready = sorted(k for k in self.open if watermark_ms is None or k[1] + k[0] <= watermark_ms)
+        if watermark_ms is not None:
+            self.closed_until = max(self.closed_until or watermark_ms, watermark_ms)
         return [m for key in ready for m in self._metrics(key, self.open.pop(key))]
 
     def _metrics(

@@ -196,6 +196,61 @@ def test_predict_batch_equals_the_training_set_and_emits_predictions(
     assert missing.returncode == 1 and "no prediction 'no-such-id'" in missing.stderr
 
 
+def test_monitor_replay_pairs_the_batch_predictions_with_the_trips_and_publishes_their_metrics(
+    world: dict[str, Any], trained: subprocess.CompletedProcess[str]
+) -> None:
+    """The predictions predict-batch emitted, joined with the trips' completions: every pair found,
+    each window's MAE the one scikit-learn computes on its pairs, published on affresco.monitoring."""
+    from sklearn.metrics import mean_absolute_error
+
+    from backfill.training import labels_from_topic
+    from streams.events.platform import MonitoringMetric
+
+    out = world["tmp"] / "monitored.parquet"
+    done = _affresco(["predict-batch", "--model", "eta@prod", "--input", world["trips"], "--event-type",
+                      "trip_requested", "--output", str(out), "-d", str(world["definitions"]), "--emit",
+                      "--join-key", "trip_id"], world["env"])  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    spec = world["tmp"] / "monitor.yaml"
+    doc = yaml.safe_load((Path(__file__).parents[2] / "monitoring" / "specs" / "eta.yaml").read_text())
+    doc["outcomes"]["topic"] = world["trips"]
+    spec.write_text(yaml.safe_dump(doc))
+    replayed = _affresco(["monitor", "replay", "--spec", str(spec), "--publish"], world["env"])
+    assert replayed.returncode == 0, replayed.stderr[-3000:]
+    summary = json.loads(replayed.stdout.strip().splitlines()[-1])
+
+    predicted = {r["trip_id"]: r for r in pq.read_table(out).to_pylist()}
+    completed, _ = labels_from_topic(world["trips"], "trip_completed", world["settings"])
+    asked = {trip: row["event_time"] for trip, row in predicted.items()}  # each request's time
+    horizon = 7_200_000
+
+    def within(c: dict[str, Any]) -> bool:
+        return c["trip_id"] in asked and asked[c["trip_id"]] <= c["event_time"] <= asked[c["trip_id"]] + horizon
+
+    pairs = [(c, predicted[c["trip_id"]]) for c in completed if within(c)]
+    assert len(pairs) > 1000 and summary["predictions"]["paired"] == len(pairs)
+    assert summary["outcomes"]["matched"] == len(pairs)  # one prediction per trip (a re-emission is a duplicate)
+    assert sum(summary["predictions"].values()) >= len(predicted)
+
+    topic = f"{world['settings'].topic_prefix}.monitoring"
+    published = [json.loads(m.value() or b"{}") for m in read_all(topic, world["settings"])]
+    metrics = [MonitoringMetric.model_validate(e) for e in published if e["event_type"] == "monitoring_metric"]
+    assert len(metrics) == summary["metric_events"]
+    assert len([e for e in published if e["event_type"] == "alert"]) == len(summary["alerts"])
+    overall = [m for m in metrics if m.model_version is None and m.window_end - m.window_start == 600_000]
+    assert sum(m.count for m in overall if m.metric == "count") == len(pairs)
+    busiest = max((m for m in overall if m.metric == "mae"), key=lambda m: m.count)
+    inside = [
+        (c["eta_s"], p["prediction"]) for c, p in pairs if busiest.window_start <= c["event_time"] < busiest.window_end
+    ]
+    assert busiest.count == len(inside)
+    assert busiest.value == pytest.approx(
+        mean_absolute_error([y for y, _ in inside], [p for _, p in inside]), rel=1e-12
+    )
+    by_partition = {m.partition for m in metrics if m.partition is not None}
+    assert by_partition and by_partition <= {p["partition"] for _, p in pairs}
+
+
 def _free_port() -> int:
     import socket
 

@@ -1,0 +1,85 @@
+"""One model's monitoring state: the join, the metric windows and the alert rules, fed events.
+
+The one implementation that every way of running monitoring calls: `affresco monitor replay`
+(the logs, bounded) today, the stream processor next. Feed it `Prediction` events and outcome
+events in any order within the spec's lateness; each call returns what became final — the
+`MonitoringMetric` events of the windows the watermark closed and the `Alert` events they fired
+or resolved — and `counts()` says where every input went.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from monitoring.alerts import AlertBook
+from monitoring.join import Outcome, Pair, PairJoin, Prediction
+from monitoring.spec import MonitorDefinition
+from monitoring.windows import JoinedPair, WindowedMetrics
+from processors.dsl.exceptions import DslEvaluationError
+from streams.events.base import Event
+from streams.events.platform import Alert, MonitoringMetric
+from streams.events.platform import Prediction as PredictionEvent
+
+__all__ = ["Monitor"]
+
+Output = MonitoringMetric | Alert
+
+
+class Monitor:
+    def __init__(self, definition: MonitorDefinition) -> None:
+        self.definition = definition
+        self.join = PairJoin(definition.horizon_ms, definition.lateness_ms)
+        self.windows = WindowedMetrics(definition.task, definition.windows_ms)
+        rules = definition.spec.alerts
+        self.alerts = AlertBook(rules, {r.name: definition.window_of(r) for r in rules})
+        self.skipped: dict[str, int] = {}  # inputs not monitored, by reason
+
+    def prediction(self, event: PredictionEvent) -> list[Output]:
+        """Take one prediction event of the monitored model."""
+        if event.model != self.definition.model:
+            return self._skip("other_model")
+        if event.join_key is None:
+            return self._skip("prediction_without_join_key")
+        payload = [event.model_version, event.partition, event.prediction]
+        return self._paired(self.join.add_prediction(Prediction(event.request_id, event.join_key,
+                                                                event.event_time, payload)))  # fmt: skip
+
+    def outcome(self, event: Event | Mapping[str, Any]) -> list[Output]:
+        """Take one outcome event (of the spec's type), or its fields: its join key, its time, its label
+        (the spec's DSL expression)."""
+        spec = self.definition.spec.outcomes
+        fields = event if isinstance(event, Mapping) else event.__dict__
+        key = fields.get(spec.join_key)
+        try:
+            label = self.definition.label.evaluate(fields)
+        except DslEvaluationError:
+            return self._skip("label_not_computable")
+        if key is None or label is None:
+            return self._skip("outcome_without_key_or_label")
+        return self._paired(self.join.add_outcome(Outcome(str(key), int(fields["event_time"]), float(label))))
+
+    def close(self) -> list[Output]:
+        """The inputs ended: what waits expires, every open window closes."""
+        self.join.close()
+        return self._emit(self.windows.close())
+
+    def counts(self) -> dict[str, Any]:
+        return {**self.join.counts(), "skipped": dict(self.skipped), "late_pairs": self.windows.late_pairs}
+
+    def _paired(self, pairs: list[Pair]) -> list[Output]:
+        for pair in pairs:
+            version, partition, prediction = pair.prediction.payload
+            self.windows.add(JoinedPair(self.definition.model, version, partition, pair.outcome.time_ms,
+                                        prediction, pair.outcome.value))  # fmt: skip
+        watermark = self.join.watermark
+        return self._emit(self.windows.close(watermark)) if watermark is not None else []
+
+    def _emit(self, metrics: list[Any]) -> list[Output]:
+        out: list[Output] = [m.event() for m in metrics]
+        out += [change.event() for change in self.alerts.judge(metrics)]
+        return out
+
+    def _skip(self, reason: str) -> list[Output]:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        return []
