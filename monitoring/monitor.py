@@ -9,12 +9,13 @@ or resolved — and `counts()` says where every input went.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from monitoring.alerts import AlertBook
 from monitoring.join import Outcome, Pair, PairJoin, Prediction
 from monitoring.spec import MonitorDefinition
+from monitoring.traffic import TrafficWindows
 from monitoring.windows import JoinedPair, WindowedMetrics
 from processors.dsl.exceptions import DslEvaluationError
 from streams.events.base import Event
@@ -24,13 +25,16 @@ from streams.events.platform import Prediction as PredictionEvent
 __all__ = ["Monitor"]
 
 Output = MonitoringMetric | Alert
+ManifestOf = Callable[[int], Mapping[str, Any] | None]
 
 
 class Monitor:
-    def __init__(self, definition: MonitorDefinition) -> None:
+    def __init__(self, definition: MonitorDefinition, manifest_of: ManifestOf | None = None) -> None:
+        """`manifest_of(version)`: the bundle manifest of a version (its training distributions), for drift."""
         self.definition = definition
         self.join = PairJoin(definition.horizon_ms, definition.lateness_ms)
         self.windows = WindowedMetrics(definition.task, definition.windows_ms)
+        self.traffic = TrafficWindows(definition.windows_ms, manifest_of or (lambda _: None))
         rules = definition.spec.alerts
         self.alerts = AlertBook(rules, {r.name: definition.window_of(r) for r in rules})
         self.skipped: dict[str, int] = {}  # inputs not monitored, by reason
@@ -42,6 +46,8 @@ class Monitor:
         if event.join_key is None:
             return self._skip("prediction_without_join_key")
         payload = [event.model_version, event.partition, event.prediction]
+        if event.request_id not in self.join.seen_ids:  # a duplicate is counted by the join, not described twice
+            self.traffic.add(event)
         return self._paired(self.join.add_prediction(Prediction(event.request_id, event.join_key,
                                                                 event.event_time, payload)))  # fmt: skip
 
@@ -62,10 +68,11 @@ class Monitor:
     def close(self) -> list[Output]:
         """The inputs ended: what waits expires, every open window closes."""
         self.join.close()
-        return self._emit(self.windows.close())
+        return self._emit([*self.windows.close(), *self.traffic.close()])
 
     def counts(self) -> dict[str, Any]:
-        return {**self.join.counts(), "skipped": dict(self.skipped), "late_pairs": self.windows.late_pairs}
+        return {**self.join.counts(), "skipped": dict(self.skipped), "late_pairs": self.windows.late_pairs,
+                "late_predictions_for_traffic": self.traffic.late}  # fmt: skip
 
     def _paired(self, pairs: list[Pair]) -> list[Output]:
         for pair in pairs:
@@ -73,7 +80,9 @@ class Monitor:
             self.windows.add(JoinedPair(self.definition.model, version, partition, pair.outcome.time_ms,
                                         prediction, pair.outcome.value))  # fmt: skip
         watermark = self.join.watermark
-        return self._emit(self.windows.close(watermark)) if watermark is not None else []
+        if watermark is None:
+            return []
+        return self._emit([*self.windows.close(watermark), *self.traffic.close(watermark)])
 
     def _emit(self, metrics: list[Any]) -> list[Output]:
         out: list[Output] = [m.event() for m in metrics]

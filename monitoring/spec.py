@@ -47,8 +47,11 @@ __all__ = ["METRICS", "AlertRule", "MonitorDefinition", "MonitorSpec", "MonitorS
 METRICS = {
     "regression": ("mae", "rmse", "bias", "mape", "r2"),
     "binary": ("auc", "log_loss", "brier", "accuracy"),
-    "any": ("count",),
-}
+    "any": ("count", "predictions", "missing_feature_rate", "latency_p99_ms", "feature_age_p50_ms", "prediction_psi",
+            "feature_psi_max"),
+}  # fmt: skip
+#: Per model input (`psi:distance_km`, `ks:log_km`): drift of each input, named after it.
+INPUT_METRIC_PREFIXES = ("psi:", "ks:")
 
 
 class MonitorSpecError(ProcessorsError):
@@ -192,7 +195,7 @@ def compile_monitor_spec(
     allowed = set(METRICS["any"]) | set(METRICS.get(task or "", ())) if task else None
     for index, rule in enumerate(spec.alerts):
         line = item_line(doc, "alerts", index)
-        if allowed is not None and rule.metric not in allowed:
+        if allowed is not None and rule.metric not in allowed and not rule.metric.startswith(INPUT_METRIC_PREFIXES):
             problem(f"alerts[{index}] ({rule.name}): unknown metric {rule.metric!r} for a {task} model "
                     f"(metrics: {', '.join(sorted(allowed))})", doc, line=line)  # fmt: skip
         try:

@@ -37,7 +37,7 @@ def replay_(
         state = ModelRegistry(kafka).state()
         tasks = {r.model: r.task for r in state.versions.values() if r.task is not None}
         definition = load_monitor_spec(spec, tasks)
-        monitor = Monitor(definition)
+        monitor = Monitor(definition, _manifests(state, definition.model))
         events, invalid = _read(definition.model, definition.spec.outcomes.topic,
                                 definition.spec.outcomes.event_type, kafka)  # fmt: skip
         outputs = []
@@ -62,6 +62,26 @@ def replay_(
         "seconds": round(time.monotonic() - started, 2),
     }  # fmt: skip
     typer.echo(json.dumps(summary))
+
+
+def _manifests(state: Any, model: str) -> Any:
+    """Each version's bundle manifest (its training distributions, for drift), loaded once, checked."""
+    from models.bundle import load_bundle
+    from models.exceptions import ModelsError
+
+    loaded: dict[int, Any] = {}
+
+    def manifest_of(version: int) -> Any:
+        if version not in loaded:
+            try:
+                record = state.version(model, version)
+                loaded[version] = load_bundle(record.bundle_uri, record.sha256).manifest
+            except ModelsError as exc:
+                err_console.print(f"{model} v{version}: no drift metrics ({exc})", highlight=False)
+                loaded[version] = None
+        return loaded[version]
+
+    return manifest_of
 
 
 def _read(model: str, outcome_topic: str, outcome_type: str, kafka: Any) -> tuple[list[tuple[int, int, Any]], Any]:

@@ -249,6 +249,10 @@ def test_monitor_replay_pairs_the_batch_predictions_with_the_trips_and_publishes
     )
     by_partition = {m.partition for m in metrics if m.partition is not None}
     assert by_partition and by_partition <= {p["partition"] for _, p in pairs}
+    # The traffic itself, per prediction-time window: drift against the bundle, missing features.
+    names = {m.metric for m in metrics if m.model_version == 1 and m.partition is None}
+    assert {"predictions", "missing_feature_rate", "prediction_psi", "feature_psi_max", "psi:distance_km",
+            "ks:distance_km"} <= names  # fmt: skip
 
 
 def _free_port() -> int:

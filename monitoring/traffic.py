@@ -1,0 +1,117 @@
+"""What the served traffic looked like, per tumbling window of **prediction** time, per model,
+version and partition node: drift of every model input and of the predictions against the
+training distribution in the version's bundle, the share of missing features, serving latency
+and the age of the features used.
+
+The inputs are rebuilt from each prediction event (its stored features and request fields) with
+the bundle's own `ModelInputs.matrix` — the code training and serving use — so a transform's
+drift is measured on the very values the model saw. Metrics:
+
+- `predictions` (how many); `missing_feature_rate`: the share of stored features that were null;
+- `latency_p99_ms` (the service's own time; batch predictions carry none);
+- `feature_age_p50_ms`: the median age of the feature states used, at prediction time;
+- `prediction_psi`, `psi:<input>` and `ks:<input>` per model input, and `feature_psi_max`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.inputs import ModelInputs
+from monitoring.drift import ks_statistic, psi
+from monitoring.windows import Scope, WindowMetric
+from streams.events.platform import Prediction
+
+__all__ = ["TrafficWindows"]
+
+Manifest = Mapping[str, Any]
+
+
+@dataclass
+class _Traffic:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    predictions: list[float] = field(default_factory=list)
+    missing: int = 0
+    stored: int = 0
+    latencies: list[float] = field(default_factory=list)
+    ages: list[int] = field(default_factory=list)
+
+
+@dataclass
+class TrafficWindows:
+    windows_ms: tuple[int, ...]
+    manifest_of: Callable[[int], Manifest | None]  # version -> its bundle's manifest (None: unknown)
+    open: dict[tuple[int, int, Scope, str, int | None, str | None], _Traffic] = field(default_factory=dict)
+    closed_until: int | None = None
+    late: int = 0
+
+    def add(self, event: Prediction) -> None:
+        scopes: tuple[tuple[Scope, int | None, str | None], ...] = (
+            ("version", event.model_version, None), ("partition", event.model_version, event.partition),
+        )  # fmt: skip
+        row = {**event.inputs, **event.features}
+        nulls = sum(v is None for v in event.features.values())
+        ages = [event.event_time - t for t in event.feature_times.values() if t is not None]
+        for length in self.windows_ms:
+            start = event.event_time - event.event_time % length
+            if self.closed_until is not None and start + length <= self.closed_until:
+                self.late += 1
+                continue
+            for scope, version, partition in scopes:
+                w = self.open.setdefault((length, start, scope, event.model, version, partition), _Traffic())
+                w.rows.append(row)
+                w.predictions.append(event.prediction)
+                w.missing += nulls
+                w.stored += len(event.features)
+                if event.latency_ms is not None:
+                    w.latencies.append(event.latency_ms)
+                w.ages += ages
+
+    def close(self, watermark_ms: int | None = None) -> list[WindowMetric]:
+        ready = sorted(k for k in self.open if watermark_ms is None or k[1] + k[0] <= watermark_ms)
+        if watermark_ms is not None:
+            self.closed_until = max(self.closed_until or watermark_ms, watermark_ms)
+        return [m for key in ready for m in self._metrics(key, self.open.pop(key))]
+
+    def _metrics(self, key: tuple[int, int, Scope, str, int | None, str | None], w: _Traffic) -> Iterable[WindowMetric]:
+        length, start, scope, model, version, partition = key
+        n = len(w.rows)
+        values: dict[str, float | None] = {
+            "predictions": float(n),
+            "missing_feature_rate": w.missing / w.stored if w.stored else None,
+            "latency_p99_ms": float(np.percentile(w.latencies, 99)) if w.latencies else None,
+            "feature_age_p50_ms": float(np.median(w.ages)) if w.ages else None,
+        }
+        manifest = self.manifest_of(version) if version is not None else None
+        if manifest is not None:
+            values |= _drift(manifest, w)
+        for metric, value in values.items():
+            if value is not None and value == value:
+                yield WindowMetric(scope, model, version, partition, length, start, metric, value, n)
+
+
+def _drift(manifest: Manifest, w: _Traffic) -> dict[str, float | None]:
+    inputs = ModelInputs.from_json(manifest["inputs"])
+    distributions = manifest.get("distributions", {})
+    names = inputs.names
+    columns = {name: [row.get(name) for row in w.rows] for name in inputs.columns_needed}
+    x = inputs.matrix(columns, len(w.rows))
+    out: dict[str, float | None] = {"prediction_psi": None}
+    if "__prediction__" in distributions:
+        out["prediction_psi"] = psi(distributions["__prediction__"], np.asarray(w.predictions))
+    feature_psi: list[float] = []
+    for j, name in enumerate(names):
+        distribution = distributions.get(name)
+        if distribution is None or distribution.get("kind") != "numeric":
+            continue
+        value = psi(distribution, x[:, j])
+        out[f"psi:{name}"] = value
+        out[f"ks:{name}"] = ks_statistic(distribution, x[:, j])
+        if value is not None:
+            feature_psi.append(value)
+    out["feature_psi_max"] = max(feature_psi) if feature_psi else None
+    return out
