@@ -27,6 +27,9 @@ tools:
 	@command -v kcat >/dev/null || apt-get install -y -q kcat >/dev/null 2>&1 || \
 		(apt-get update -q >/dev/null 2>&1 && apt-get install -y -q kcat >/dev/null) || \
 		{ echo "kcat is needed by the tests: install it (apt-get install -y kcat)" >&2; exit 1; }
+	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null 2>&1 || \
+		(apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null) || \
+		{ echo "chromium renders the reports in the tests: install it (apt-get install -y chromium)" >&2; exit 1; }
 
 demo: jars
 	$(AFFRESCO) infra up

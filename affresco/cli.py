@@ -14,6 +14,7 @@ from affresco.commands import models as models_cmd
 from affresco.commands import monitor as monitor_cmd
 from affresco.commands import predict as predict_cmd
 from affresco.commands import process as process_cmd
+from affresco.commands import report as report_cmd
 from affresco.commands import serve as serve_cmd
 from affresco.commands import simulate as simulate_cmd
 from affresco.commands import topics as topics_cmd
@@ -46,6 +47,7 @@ app.command("train")(train_cmd.train)
 app.command("predict-batch")(predict_cmd.predict_batch)
 app.command("serve")(serve_cmd.serve)
 app.command("explain")(explain_cmd.explain)
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:

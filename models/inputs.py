@@ -84,6 +84,11 @@ class ModelInputs:
         """What transforms may refer to: the request fields and the stored features."""
         return {**self.request, **{s.column: s.type for s in self.stored}}
 
+    def fields_of(self, name: str) -> set[str]:
+        """The columns input `name` is computed from (itself, unless it is a transform)."""
+        compiled = self._compiled.get(name)
+        return set(compiled.fields) if compiled is not None else {name}
+
     @property
     def columns_needed(self) -> list[str]:
         """The columns `matrix` reads: request fields and stored features used directly or by a transform."""

@@ -11,6 +11,10 @@ drift is measured on the very values the model saw. Metrics:
 - `latency_p99_ms` (the service's own time; batch predictions carry none);
 - `feature_age_p50_ms`: the median age of the feature states used, at prediction time;
 - `prediction_psi`, `psi:<input>` and `ks:<input>` per model input, and `feature_psi_max`.
+
+Drift needs `DRIFT_MIN_PREDICTIONS` in the window. Inputs computed from the request time alone
+(the hour, the weekend flag) are left out of drift: a window covers one stretch of time, so its
+hours never spread like the training's — a shift by construction, not a drift.
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ from monitoring.drift import ks_statistic, psi
 from monitoring.windows import Scope, WindowMetric
 from streams.events.platform import Prediction
 
-__all__ = ["TrafficWindows"]
+__all__ = ["DRIFT_MIN_PREDICTIONS", "TrafficWindows"]
+
+#: Drift is measured on windows of at least this many predictions: on fewer, PSI over ten bins is
+#: mostly sampling noise (an empty bin alone adds ~0.5).
+DRIFT_MIN_PREDICTIONS = 200
 
 Manifest = Mapping[str, Any]
 
@@ -87,7 +95,7 @@ class TrafficWindows:
             "feature_age_p50_ms": float(np.median(w.ages)) if w.ages else None,
         }
         manifest = self.manifest_of(version) if version is not None else None
-        if manifest is not None:
+        if manifest is not None and n >= DRIFT_MIN_PREDICTIONS:
             values |= _drift(manifest, w)
         for metric, value in values.items():
             if value is not None and value == value:
@@ -104,10 +112,11 @@ def _drift(manifest: Manifest, w: _Traffic) -> dict[str, float | None]:
     if "__prediction__" in distributions:
         out["prediction_psi"] = psi(distributions["__prediction__"], np.asarray(w.predictions))
     feature_psi: list[float] = []
+    clock = {manifest["training_set"]["time_field"], "event_time"}
     for j, name in enumerate(names):
         distribution = distributions.get(name)
-        if distribution is None or distribution.get("kind") != "numeric":
-            continue
+        if distribution is None or distribution.get("kind") != "numeric" or inputs.fields_of(name) <= clock:
+            continue  # clock inputs (hour, weekend): a window is one moment, never the training's spread
         value = psi(distribution, x[:, j])
         out[f"psi:{name}"] = value
         out[f"ks:{name}"] = ks_statistic(distribution, x[:, j])

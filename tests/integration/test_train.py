@@ -254,6 +254,34 @@ def test_monitor_replay_pairs_the_batch_predictions_with_the_trips_and_publishes
     assert {"predictions", "missing_feature_rate", "prediction_psi", "feature_psi_max", "psi:distance_km",
             "ks:distance_km"} <= names  # fmt: skip
 
+    # The report, from what was published, drawn by a real browser (headless Chromium).
+    page = world["tmp"] / "report.html"
+    drawn = _affresco(["report", "--model", "eta", "--out", str(page)], world["env"])
+    assert drawn.returncode == 0, drawn.stderr[-2000:]
+    shot = screenshot(page, world["tmp"] / "report.png")
+    assert colored_pixels(shot, (31, 119, 180)) > 200  # the first series' lines and points drew
+
+
+def screenshot(page: Path, png: Path) -> Path:
+    """`page` rendered by headless Chromium (Debian's package, installed by `make tools`) into `png`."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "chromium is needed (apt-get install -y chromium; `make tools` installs it)"
+    done = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           "--window-size=900,2400", f"--screenshot={png}", page.as_uri()],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and png.exists(), done.stderr[-2000:]
+    return png
+
+
+def colored_pixels(png: Path, rgb: tuple[int, int, int], tolerance: int = 30) -> int:
+    from PIL import Image
+
+    with Image.open(png) as image:
+        pixels = list(image.convert("RGB").get_flattened_data())
+        return sum(all(abs(c - r) <= tolerance for c, r in zip(p, rgb, strict=True)) for p in pixels)
+
 
 def _free_port() -> int:
     import socket

@@ -291,3 +291,24 @@ def test_an_alert_fires_once_while_breached_and_resolves_when_the_metric_recover
     event = fired[0].event()
     assert (event.state, event.partition, event.rule, event.threshold) == ("firing", "global/BR/sao", "mae_high", 100)
     assert "above 100" in event.message and event.window_end == T0 + 1_200_000
+
+
+def test_the_report_draws_each_metric_escapes_every_name_and_says_when_there_is_no_data() -> None:
+    from monitoring.report import render_report
+    from streams.events.platform import Alert, MonitoringMetric
+
+    hostile = "<script>alert(1)</script>"
+    metrics = [MonitoringMetric(event_time=T0 + (k + 1) * 600_000, model="eta", model_version=v, partition=p,
+                                metric=name, value=value + k, window_start=T0 + k * 600_000,
+                                window_end=T0 + (k + 1) * 600_000, count=40)
+               for k in range(6) for v in (1, 2) for p, name, value in
+               ((f"global/{hostile}", "mae", 100.0), ("global/US", "mae", 90.0), (None, "psi:distance_km", 0.3),
+                (None, "predictions", 50.0))]  # fmt: skip
+    alert = Alert(event_time=T0 + 600_000, model="eta", rule="eta_mae_high", severity="warning",
+                  message=f"mae on {hostile}", state="firing", partition=f"global/{hostile}")  # fmt: skip
+    page = render_report("eta", metrics, [alert])
+    assert page.count("<svg") >= 3 and page.count("class='series'") >= 4  # a line per version and partition
+    assert hostile not in page and "&lt;script&gt;" in page
+    assert "Versions (champion vs challenger)" in page and "distance_km" in page
+    empty = render_report("eta", [], [])
+    assert "No monitoring data for model eta" in empty and "<svg" not in empty
