@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from monitoring.compare import compare_versions
 from streams.events.platform import Alert, MonitoringMetric
 
 __all__ = ["render_report"]
@@ -129,31 +130,26 @@ def _bars(values: dict[str, float], unit: str) -> str:
 
 
 def _versions(metrics: Sequence[MonitoringMetric]) -> str:
-    """Per partition, each version's primary metrics over all its windows (weighted by pairs)."""
-    sums: dict[tuple[str, str, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for m in metrics:
-        if m.partition is not None and m.model_version is not None and m.metric in ("mae", "rmse", "auc", "log_loss"):
-            acc = sums[(m.partition, m.metric, m.model_version)]
-            acc[0] += m.value * m.count
-            acc[1] += m.count
-    versions = sorted({v for _, _, v in sums})
-    if len(versions) < 2:
+    """Per partition, each version's accuracy on the windows they share (`monitoring.compare`)."""
+    comparisons = [c for c in compare_versions(metrics, ("mae", "rmse", "auc", "log_loss")) if len(c.values) > 1]
+    if not comparisons:
         return "<h2>Versions</h2><p>One version only: no challenger to compare.</p>"
+    versions = sorted({v for c in comparisons for v in c.values})
     rows = []
-    for partition, metric in sorted({(p, m) for p, m, _ in sums}):
-        cells = [sums.get((partition, metric, v)) for v in versions]
-        values = "".join(f"<td>{c[0] / c[1]:.4g}</td>" if c and c[1] else "<td></td>" for c in cells)
-        rows.append(f"<tr><td>{_e(partition)}</td><td>{_e(metric)}</td>{values}</tr>")
+    for c in comparisons:
+        values = "".join(f"<td class='{'win' if c.winner == v else ''}'>{c.values[v]:.4g}</td>" if v in c.values
+                         else "<td></td>" for v in versions)  # fmt: skip
+        rows.append(f"<tr><td>{_e(c.partition)}</td><td>{_e(c.metric)}</td>{values}<td>{c.windows}</td></tr>")
     head = "".join(f"<th>v{v}</th>" for v in versions)
-    return f"<h2>Versions (champion vs challenger)</h2><table><tr><th>partition</th><th>metric</th>{head}</tr>" \
-           f"{''.join(rows)}</table>"  # fmt: skip
+    return ("<h2>Versions (champion vs challenger, on the windows they share)</h2><table><tr><th>partition</th>"
+            f"<th>metric</th>{head}<th>windows</th></tr>{''.join(rows)}</table>")  # fmt: skip
 
 
 def _page(model: str, body: str) -> str:
     style = ("body{font-family:sans-serif;margin:24px;color:#222}svg{background:#fafafa;border:1px solid #ddd}"
              "text{font-size:11px}figure{margin:12px 0}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}.firing{color:#d62728}"
-             ".resolved{color:#2ca02c}.legend{font-size:12px}")  # fmt: skip
+             ".resolved{color:#2ca02c}.legend{font-size:12px}.win{font-weight:bold;color:#2ca02c}")  # fmt: skip
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>affresco monitoring: {_e(model)}</title>"
             f"<style>{style}</style></head><body><h1>Monitoring: {_e(model)}</h1>{body}</body></html>")  # fmt: skip
 

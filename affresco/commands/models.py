@@ -326,6 +326,43 @@ def _done(event: ModelVersion, detail: str | None = None) -> None:
     console.print(line + (f" ({detail})" if detail else ""), highlight=False)
 
 
+@app.command("compare")
+def compare(
+    model: str = typer.Argument(..., help="The model whose versions to compare."),
+    metric: str | None = typer.Option(
+        None, "--metric", help="One accuracy metric (mae, rmse, bias, auc, …); all if unset."
+    ),
+    bootstrap_servers: str | None = BootstrapOption,
+) -> None:
+    """Which version wins per partition node (champion vs challenger), from the published monitoring metrics:
+    each version's accuracy on the windows both have."""
+    from monitoring.compare import ACCURACY, compare_versions
+    from monitoring.published import read_published
+    from streams.exceptions import StreamsError
+
+    if metric is not None and metric not in ACCURACY:
+        msg = f"expected one of {', '.join(ACCURACY)}, got {metric!r}"
+        raise typer.BadParameter(msg, param_hint="--metric")
+    try:
+        metrics, _ = read_published(model, kafka_settings(bootstrap_servers))
+    except StreamsError as exc:
+        fail(str(exc))
+    found = [c for c in compare_versions(metrics, [metric] if metric else ACCURACY) if len(c.values) > 1]
+    if not found:
+        fail(f"no two versions of {model} have monitoring metrics on the same windows (deploy one as `shadow` "
+             "and run `affresco monitor replay --publish`)")  # fmt: skip
+    table = Table(title=f"{model}: versions per partition node")
+    versions = sorted({v for c in found for v in c.values})
+    for column in ("partition", "metric", *(f"v{v}" for v in versions), "windows", "winner"):
+        table.add_column(column)
+    for c in found:
+        cells = [f"{c.values[v]:.4g}" if v in c.values else "" for v in versions]
+        table.add_row(c.partition, c.metric, *cells, str(c.windows), f"v{c.winner}" if c.winner else "tie")
+    console.print(table)
+    typer.echo(json.dumps([{"partition": c.partition, "metric": c.metric, "values": c.values, "pairs": c.pairs,
+                            "windows": c.windows, "winner": c.winner} for c in found]))  # fmt: skip
+
+
 @app.command("deploy")
 def deploy(
     name: str = typer.Argument(..., help="Model name."),

@@ -18,32 +18,15 @@ def report(
 ) -> None:
     """Draw the model's monitoring (metrics per partition over time, drift per input, traffic, alerts,
     versions side by side) from affresco.monitoring into a page that opens without a network."""
-    import json
-
+    from monitoring.published import read_published
     from monitoring.report import render_report
-    from streams.admin import TopicAdmin
-    from streams.events.platform import Alert, MonitoringMetric
     from streams.exceptions import StreamsError
-    from streams.replay import ReplayRange, replay
-    from streams.topics import Topics
 
     if not out.parent.is_dir():
         msg = f"expected a file in an existing directory, got {str(out)!r}"
         raise typer.BadParameter(msg, param_hint="--out")
-    kafka = kafka_settings(bootstrap_servers)
-    topic = Topics(kafka).monitoring
-    metrics, alerts = [], []
     try:
-        if topic in TopicAdmin(kafka).names():
-            for batch in replay(topic, ReplayRange(), kafka):
-                for m in batch:
-                    doc = json.loads(m.value() or b"{}")
-                    if doc.get("model") != model:
-                        continue
-                    if doc.get("event_type") == "monitoring_metric":
-                        metrics.append(MonitoringMetric.model_validate(doc))
-                    elif doc.get("event_type") == "alert":
-                        alerts.append(Alert.model_validate(doc))
+        metrics, alerts = read_published(model, kafka_settings(bootstrap_servers))
     except StreamsError as exc:
         fail(str(exc))
     out.write_text(render_report(model, metrics, alerts))

@@ -309,6 +309,23 @@ def test_the_report_draws_each_metric_escapes_every_name_and_says_when_there_is_
     page = render_report("eta", metrics, [alert])
     assert page.count("<svg") >= 3 and page.count("class='series'") >= 4  # a line per version and partition
     assert hostile not in page and "&lt;script&gt;" in page
-    assert "Versions (champion vs challenger)" in page and "distance_km" in page
+    assert "Versions (champion vs challenger" in page and "distance_km" in page
     empty = render_report("eta", [], [])
     assert "No monitoring data for model eta" in empty and "<svg" not in empty
+
+
+def test_versions_are_compared_on_the_windows_both_have() -> None:
+    from monitoring.compare import compare_versions
+    from streams.events.platform import MonitoringMetric
+
+    def metric(version: int, k: int, value: float, count: int, name: str = "mae") -> MonitoringMetric:
+        return MonitoringMetric(event_time=T0 + (k + 1) * 600_000, model="eta", model_version=version,
+                                partition="global/BR/sao", metric=name, value=value, count=count,
+                                window_start=T0 + k * 600_000, window_end=T0 + (k + 1) * 600_000)  # fmt: skip
+
+    metrics = [metric(1, 0, 100, 10), metric(1, 1, 200, 30), metric(2, 1, 150, 30), metric(2, 2, 10, 50),
+               metric(1, 1, -40, 30, "bias"), metric(2, 1, 20, 30, "bias")]  # fmt: skip
+    by_metric = {c.metric: c for c in compare_versions(metrics)}
+    mae = by_metric["mae"]
+    assert (mae.windows, mae.values, mae.pairs, mae.winner) == (1, {1: 200.0, 2: 150.0}, {1: 30, 2: 30}, 2)
+    assert by_metric["bias"].winner == 2  # closer to 0
