@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["categorical_distribution", "numeric_distribution"]
+__all__ = ["bin_counts", "categorical_distribution", "numeric_distribution"]
 
 QUANTILES = np.linspace(0.1, 0.9, 9)
 SAMPLE_POINTS = 200
@@ -30,11 +30,16 @@ def numeric_distribution(values: np.ndarray) -> dict[str, Any]:
     if not len(present):
         return {**out, "edges": [], "shares": []}
     edges = np.unique(np.quantile(present, QUANTILES))
-    counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=len(edges) + 1)
+    counts = bin_counts(edges, present)
     sample = np.quantile(present, (np.arange(SAMPLE_POINTS) + 0.5) / SAMPLE_POINTS)
     return {**out, "edges": edges.tolist(), "shares": (counts / len(present)).tolist(),
             "mean": float(present.mean()), "min": float(present.min()), "max": float(present.max()),
             "sample": sample.tolist()}  # fmt: skip
+
+
+def bin_counts(edges: Sequence[float] | np.ndarray, values: np.ndarray) -> np.ndarray:
+    """How many `values` fall in each bin `(-inf, e1], (e1, e2], …, (ek, inf)`: training's bins and drift's."""
+    return np.bincount(np.searchsorted(np.asarray(edges), values, side="left"), minlength=len(edges) + 1)
 
 
 def categorical_distribution(values: Sequence[Any]) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from models.distributions import bin_counts
+
 __all__ = ["PSI_FLOOR", "ks_statistic", "psi"]
 
 PSI_FLOOR = 1e-4
@@ -25,10 +27,10 @@ PSI_FLOOR = 1e-4
 def psi(distribution: Mapping[str, Any], live: np.ndarray) -> float | None:
     """PSI of `live` against a stored numeric distribution; None without live or training values."""
     values = _present(live)
-    edges, shares = distribution.get("edges"), distribution.get("shares")
+    edges, shares = distribution.get("edges") or [], distribution.get("shares")
     if not len(values) or not shares:
         return None
-    counts = np.bincount(np.searchsorted(np.asarray(edges), values, side="left"), minlength=len(shares))
+    counts = bin_counts(edges, values)
     expected = np.maximum(np.asarray(shares, dtype=np.float64), PSI_FLOOR)
     actual = np.maximum(counts / len(values), PSI_FLOOR)
     return float(np.sum((actual - expected) * np.log(actual / expected)))

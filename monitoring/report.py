@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from monitoring.compare import compare_versions
@@ -76,12 +76,15 @@ def render_report(model: str, metrics: Sequence[MonitoringMetric], alerts: Seque
 
 
 def _series(
-    metrics: Sequence[MonitoringMetric], name: str, keep: object, label: object
+    metrics: Sequence[MonitoringMetric],
+    name: str,
+    keep: Callable[[MonitoringMetric], bool],
+    label: Callable[[MonitoringMetric], str],
 ) -> dict[str, list[tuple[int, float]]]:
     out: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for m in metrics:
-        if m.metric == name and keep(m):  # type: ignore[operator]
-            out[label(m)].append((m.window_end, m.value))  # type: ignore[operator]
+        if m.metric == name and keep(m):
+            out[label(m)].append((m.window_end, m.value))
     return {k: sorted(v) for k, v in sorted(out.items())}
 
 

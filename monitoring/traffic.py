@@ -27,7 +27,7 @@ import numpy as np
 
 from models.inputs import ModelInputs
 from monitoring.drift import ks_statistic, psi
-from monitoring.windows import Scope, WindowMetric
+from monitoring.windows import Scope, TumblingWindows, WindowKey, WindowMetric
 from streams.events.platform import Prediction
 
 __all__ = ["DRIFT_MIN_PREDICTIONS", "TrafficWindows"]
@@ -49,13 +49,15 @@ class _Traffic:
     ages: list[int] = field(default_factory=list)
 
 
-@dataclass
 class TrafficWindows:
-    windows_ms: tuple[int, ...]
-    manifest_of: Callable[[int], Manifest | None]  # version -> its bundle's manifest (None: unknown)
-    open: dict[tuple[int, int, Scope, str, int | None, str | None], _Traffic] = field(default_factory=dict)
-    closed_until: int | None = None
-    late: int = 0
+    def __init__(self, windows_ms: tuple[int, ...], manifest_of: Callable[[int], Manifest | None]) -> None:
+        self.windows = TumblingWindows(windows_ms, _Traffic)
+        self.manifest_of = manifest_of  # version -> its bundle's manifest (None: unknown)
+
+    @property
+    def late(self) -> int:
+        """Predictions for a window already published: counted, not added."""
+        return self.windows.late
 
     def add(self, event: Prediction) -> None:
         scopes: tuple[tuple[Scope, int | None, str | None], ...] = (
@@ -64,28 +66,19 @@ class TrafficWindows:
         row = {**event.inputs, **event.features}
         nulls = sum(v is None for v in event.features.values())
         ages = [event.event_time - t for t in event.feature_times.values() if t is not None]
-        for length in self.windows_ms:
-            start = event.event_time - event.event_time % length
-            if self.closed_until is not None and start + length <= self.closed_until:
-                self.late += 1
-                continue
-            for scope, version, partition in scopes:
-                w = self.open.setdefault((length, start, scope, event.model, version, partition), _Traffic())
-                w.rows.append(row)
-                w.predictions.append(event.prediction)
-                w.missing += nulls
-                w.stored += len(event.features)
-                if event.latency_ms is not None:
-                    w.latencies.append(event.latency_ms)
-                w.ages += ages
+        for w in self.windows.windows_of(event.event_time, event.model, scopes):
+            w.rows.append(row)
+            w.predictions.append(event.prediction)
+            w.missing += nulls
+            w.stored += len(event.features)
+            if event.latency_ms is not None:
+                w.latencies.append(event.latency_ms)
+            w.ages += ages
 
     def close(self, watermark_ms: int | None = None) -> list[WindowMetric]:
-        ready = sorted(k for k in self.open if watermark_ms is None or k[1] + k[0] <= watermark_ms)
-        if watermark_ms is not None:
-            self.closed_until = max(self.closed_until or watermark_ms, watermark_ms)
-        return [m for key in ready for m in self._metrics(key, self.open.pop(key))]
+        return [m for key, w in self.windows.ready(watermark_ms) for m in self._metrics(key, w)]
 
-    def _metrics(self, key: tuple[int, int, Scope, str, int | None, str | None], w: _Traffic) -> Iterable[WindowMetric]:
+    def _metrics(self, key: WindowKey, w: _Traffic) -> Iterable[WindowMetric]:
         length, start, scope, model, version, partition = key
         n = len(w.rows)
         values: dict[str, float | None] = {

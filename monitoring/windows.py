@@ -10,18 +10,59 @@ A metric undefined on a window (the AUC of pairs of one class) is left out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import numpy as np
 
 from models.metrics import metrics_for
 from streams.events.platform import MonitoringMetric
 
-__all__ = ["JoinedPair", "Scope", "WindowMetric", "WindowedMetrics"]
+__all__ = ["JoinedPair", "Scope", "TumblingWindows", "WindowKey", "WindowMetric", "WindowedMetrics"]
 
 Scope = Literal["model", "version", "partition"]
+WindowKey = tuple[int, int, Scope, str, int | None, str | None]  # length, start, scope, model, version, partition
+S = TypeVar("S")
+
+
+class TumblingWindows(Generic[S]):
+    """Open windows of each length, per scope, and the one rule of closing them (accuracy and traffic).
+
+    A window closes once the watermark reaches its end and is then published once: an item for a
+    window already published is counted (`late`) and kept out, since publishing that window again
+    would count its items twice.
+    """
+
+    def __init__(self, windows_ms: tuple[int, ...], new: Callable[[], S]) -> None:
+        self.windows_ms, self.new = windows_ms, new
+        self.open: dict[WindowKey, S] = {}
+        self.closed_until: int | None = None  # windows ending at or before this were published
+        self.late = 0  # items that came for a window already published
+
+    def windows_of(self, time_ms: int, model: str, scopes: Iterable[tuple[Scope, int | None, str | None]]) -> list[S]:
+        """The open windows (made if new) an item at `time_ms` belongs to, in every length and scope."""
+        scopes, found, late = tuple(scopes), [], False
+        for length in self.windows_ms:
+            start = time_ms - time_ms % length
+            if self.closed_until is not None and start + length <= self.closed_until:
+                late = True
+                continue
+            for scope, version, partition in scopes:
+                key = (length, start, scope, model, version, partition)
+                window = self.open.get(key)
+                if window is None:
+                    window = self.open[key] = self.new()
+                found.append(window)
+        self.late += late
+        return found
+
+    def ready(self, watermark_ms: int | None) -> list[tuple[WindowKey, S]]:
+        """Take every window ending at or before `watermark_ms` (None: all), in time order."""
+        keys = sorted(k for k in self.open if watermark_ms is None or k[1] + k[0] <= watermark_ms)
+        if watermark_ms is not None:
+            self.closed_until = max(self.closed_until or watermark_ms, watermark_ms)
+        return [(key, self.open.pop(key)) for key in keys]
 
 
 @dataclass(frozen=True)
@@ -65,40 +106,33 @@ class _Window:
     predictions: list[float] = field(default_factory=list)
 
 
-@dataclass
 class WindowedMetrics:
-    task: str  # regression or binary
-    windows_ms: tuple[int, ...]
-    open: dict[tuple[int, int, Scope, str, int | None, str | None], _Window] = field(default_factory=dict)
-    closed_until: int | None = None  # windows ending at or before this were published
-    late_pairs: int = 0  # pairs for a window already published: counted, not added
+    def __init__(self, task: str, windows_ms: tuple[int, ...]) -> None:
+        self.task = task  # regression or binary
+        self.windows = TumblingWindows(windows_ms, _Window)
+
+    @property
+    def open(self) -> dict[WindowKey, _Window]:
+        return self.windows.open
+
+    @property
+    def late_pairs(self) -> int:
+        """Pairs for a window already published: counted, not added."""
+        return self.windows.late
 
     def add(self, pair: JoinedPair) -> None:
         scopes: tuple[tuple[Scope, int | None, str | None], ...] = (
             ("model", None, None), ("version", pair.version, None), ("partition", pair.version, pair.partition),
         )  # fmt: skip
-        late = False
-        for length in self.windows_ms:
-            start = pair.outcome_time_ms - pair.outcome_time_ms % length
-            if self.closed_until is not None and start + length <= self.closed_until:
-                late = True  # this window was published already: publishing it again would double-count
-                continue
-            for scope, version, partition in scopes:
-                window = self.open.setdefault((length, start, scope, pair.model, version, partition), _Window())
-                window.labels.append(pair.label)
-                window.predictions.append(pair.prediction)
-        self.late_pairs += late
+        for window in self.windows.windows_of(pair.outcome_time_ms, pair.model, scopes):
+            window.labels.append(pair.label)
+            window.predictions.append(pair.prediction)
 
     def close(self, watermark_ms: int | None = None) -> list[WindowMetric]:
         """The metrics of every window ending at or before `watermark_ms` (None: all), in time order."""
-        ready = sorted(k for k in self.open if watermark_ms is None or k[1] + k[0] <= watermark_ms)
-        if watermark_ms is not None:
-            self.closed_until = max(self.closed_until or watermark_ms, watermark_ms)
-        return [m for key in ready for m in self._metrics(key, self.open.pop(key))]
+        return [m for key, window in self.windows.ready(watermark_ms) for m in self._metrics(key, window)]
 
-    def _metrics(
-        self, key: tuple[int, int, Scope, str, int | None, str | None], window: _Window
-    ) -> Iterable[WindowMetric]:
+    def _metrics(self, key: WindowKey, window: _Window) -> Iterable[WindowMetric]:
         length, start, scope, model, version, partition = key
         y, p = np.asarray(window.labels), np.asarray(window.predictions)
         values = {"count": float(len(y)), **metrics_for(self.task, y, p)}

@@ -45,7 +45,10 @@ class ShadowScorer:
 
     def close(self, timeout: float = 5.0) -> None:
         """Score what was queued (within `timeout`), then stop."""
-        self._queue.put(None)
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            return  # still busy after `timeout`: a daemon thread, it ends with the process
         self._thread.join(timeout)
 
     def _run(self) -> None:
@@ -56,6 +59,10 @@ class ShadowScorer:
             except StateError as exc:  # the store failed: the champion answered; the shadow skips these
                 self.failed += len(rows)
                 log.warning("shadow %s v%s: %d row(s) not scored: %s", model.name, model.version, len(rows), exc)
+                continue
+            except Exception:  # a bug must not stop shadowing for every later request
+                self.failed += len(rows)
+                log.exception("shadow %s v%s: %d row(s) not scored", model.name, model.version, len(rows))
                 continue
             self.scored += len(rows)
             self.emit(model, rows, scored)
