@@ -351,7 +351,13 @@ def test_serve_predicts_over_http_emits_events_and_swaps_models_without_a_failed
                          headers={"content-type": "application/json"})  # fmt: skip
         assert nan.status_code == 422
         # Two worker processes: connections land on either, and /metrics adds up both.
-        workers = {httpx.get(f"{base}/readyz").json()["worker"] for _ in range(40)}
+        # (The second worker may still be loading its models when the first answers: ask a while.)
+        workers: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(workers) < 2 and time.monotonic() < deadline:
+            ready = httpx.get(f"{base}/readyz")
+            if ready.status_code == 200:
+                workers.add(ready.json()["worker"])
         assert len(workers) == 2, workers
         metrics = httpx.get(f"{base}/metrics").text
         scored = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
