@@ -21,11 +21,13 @@ from streams.exceptions import StreamsError
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from serving.client import PredictionClient
     from streams.admin import TopicAdmin
     from streams.events.base import Event
     from streams.producer import EventProducer
     from streams.sim.drift import Drift
     from streams.sim.generator import SimConfig
+    from streams.sim.live import LiveStats
 
 __all__ = ["parse_drift", "simulate"]
 
@@ -144,11 +146,14 @@ def _produce(events: Iterator[Event], producer: EventProducer, prefix: str) -> b
                 producer.poll(0)  # serve delivery reports so that failures surface while we run
     except KeyboardInterrupt:
         interrupted = True  # still deliver what was queued
-    producer.flush(_FLUSH_TIMEOUT_S)
+    finally:  # also when the events' source failed (live mode): what was queued is delivered
+        producer.flush(_FLUSH_TIMEOUT_S)
     return interrupted
 
 
-def _summary(stats: _RunStats, wall_s: float, destination: str, delivered: int | None) -> None:
+def _summary(
+    stats: _RunStats, wall_s: float, destination: str, delivered: int | None, live: _Live | None = None
+) -> None:
     table = Table(title=f"simulated → {destination}", show_header=True)
     table.add_column("what")
     table.add_column("events", justify="right")
@@ -159,12 +164,52 @@ def _summary(stats: _RunStats, wall_s: float, destination: str, delivered: int |
     table.add_row("total", f"{stats.count:,}")
     if delivered is not None:
         table.add_row("acknowledged by Kafka", f"{delivered:,}")
+    if live is not None:
+        table.add_row("predictions requested", f"{live.stats.requested:,}")
+        table.add_row("predictions failed", f"{live.stats.failed:,}")
     err_console.print(table)
     if stats.first_ms is not None and stats.last_ms is not None:
         span = _duration(stats.last_ms - stats.first_ms)
         err_console.print(f"event time {_iso(stats.first_ms)} → {_iso(stats.last_ms)} ({span})", highlight=False)
     rate = stats.count / wall_s if wall_s > 0 else float("inf")
     err_console.print(f"{stats.count:,} events in {wall_s:.2f} s ({rate:,.0f} events/s)", highlight=False)
+    if live is not None:
+        err_console.print(live.describe(), highlight=False)
+
+
+@dataclass
+class _Live:
+    """Live mode: the prediction client and what it did."""
+
+    client: PredictionClient
+    stats: LiveStats
+
+    def describe(self) -> str:
+        c = self.client.stats
+        p50, p99 = c.latency_ms(0.5), c.latency_ms(0.99)
+        latency = f"; latency p50 {p50:.1f} ms, p99 {p99:.1f} ms" if p50 is not None and p99 is not None else ""
+        errors = f"; failures: {', '.join(f'{k} x{n}' for k, n in sorted(c.errors.items()))}" if c.errors else ""
+        return (
+            f"live: {self.stats.requested:,} predictions requested from {self.client.url} in {c.requests:,} "
+            f"requests ({c.retries:,} retries), {self.stats.failed:,} failed{latency}{errors}"
+        )
+
+
+def _live(url: str, model: str, alias: str | None, wait_s: float) -> _Live:
+    """A prediction client that is ready (its model served), or a clear failure naming the URL."""
+    from serving.client import PredictionClient, PredictionServiceError
+    from streams.sim.live import LiveStats
+
+    try:
+        client = PredictionClient(url, model=model, alias=alias)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--predict-url") from None
+    try:
+        client.wait_ready(timeout_s=wait_s)
+    except PredictionServiceError as exc:
+        client.close()
+        fail(f"{exc}; start it with `affresco serve`, or give the right --predict-url")
+    return _Live(client, LiveStats())
 
 
 def parse_drift(text: str) -> Drift:
@@ -255,14 +300,31 @@ def simulate(
         help="Inject a drift, e.g. 'city=sao,speed=0.7,after=10m': that city drives 30% slower "
         "from 10 min after the start (repeatable).",
     ),
+    predict_url: str | None = typer.Option(
+        None,
+        "--predict-url",
+        help="Live mode: ask the prediction service at this URL (e.g. http://127.0.0.1:8080) for each trip's "
+        "prediction before producing its events (requested_at = the request's event time, join_key = trip id).",
+    ),
+    model: str = typer.Option("eta", "--model", help="Live mode: the model to ask."),
+    alias: str | None = typer.Option(
+        None, "--alias", help="Live mode: the model's alias (x-model-alias).", show_default="the service's default"
+    ),
+    predict_batch: int = typer.Option(
+        50, "--predict-batch", min=1, help="Live mode: at most this many trip requests per prediction request."
+    ),
+    predict_wait: float = typer.Option(
+        30.0, "--predict-wait", min=0, help="Live mode: seconds to wait for the service to be ready."
+    ),
 ) -> None:
     """Simulate the ride-hailing marketplace: trips (rides.trips) and driver pings (rides.driver_pings).
 
     Sorted by event time; the same --seed and --start give the same events. Topics keep records forever.
+    With --predict-url (live mode) a client asks the service for every trip's prediction first, in
+    batches; failed predictions are retried briefly, then counted (the trip still happens).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from streams.sim import domain_topic_specs
     from streams.sim import simulate as simulate_events
 
     if rate is not None and as_fast_as_possible:
@@ -301,32 +363,62 @@ def simulate(
 
         generated = _until_too_far_ahead(generated, int(time.time() * 1000) + KafkaSettings().max_future_ms)
     stream = _paced(generated, events, _Pacer(rate), progress, stats, topic_prefix)
-    delivered: int | None = None
-    with progress:
-        if out == "-":
-            destination = "stdout"
-            interrupted = _write_lines(stream, typer.get_binary_stream("stdout"), live=rate is not None)
-        elif out is not None:
-            destination = out
-            with Path(out).open("wb") as fh:
-                interrupted = _write_lines(stream, fh, live=rate is not None)
-        else:
-            from confluent_kafka import KafkaException
+    live = _live(predict_url, model, alias, predict_wait) if predict_url is not None else None
+    fatal: tuple[type[Exception], ...] = ()
+    if live is not None:
+        from serving.client import PredictionServiceError
+        from streams.sim.live import with_predictions
 
-            settings = kafka_settings(bootstrap_servers)
-            destination = f"Kafka at {settings.bootstrap_servers}"
-            admin_cls, producer_cls = _kafka_clients()
-            try:
-                # Fails fast (TopicError) when no broker answers, instead of queueing into the void.
-                admin_cls(settings, timeout_s=5.0).ensure(domain_topic_specs(partitions, topic_prefix))
-                producer = producer_cls(settings)
-                interrupted = _produce(stream, producer, topic_prefix)
-                delivered = producer.delivered
-            except (StreamsError, KafkaException) as exc:
-                fail(f"{exc} (after queueing {stats.count:,} events)" if stats.count else str(exc))
-    _summary(stats, time.monotonic() - started, destination, delivered)
+        fatal = (PredictionServiceError,)
+        # After the pacer: a request is predicted when it is due, not ahead of its time.
+        stream = with_predictions(stream, live.client, batch_size=predict_batch, stats=live.stats)
+    try:
+        with progress:
+            interrupted, destination, delivered = _write(
+                stream, out, bootstrap_servers, partitions, topic_prefix, stats, flush_each=rate is not None
+            )
+    except fatal as exc:
+        fail(f"{exc} (after {stats.count:,} events went out)")
+    finally:
+        if live is not None:
+            live.client.close()
+    _summary(stats, time.monotonic() - started, destination, delivered, live)
     if interrupted:
         raise typer.Exit(130)
+
+
+def _write(
+    stream: Iterator[Event],
+    out: str | None,
+    bootstrap_servers: str | None,
+    partitions: int,
+    topic_prefix: str,
+    stats: _RunStats,
+    *,
+    flush_each: bool,
+) -> tuple[bool, str, int | None]:
+    """Send the stream to its destination; returns (interrupted, destination, delivered by Kafka)."""
+    from streams.sim import domain_topic_specs
+
+    if out == "-":
+        return _write_lines(stream, typer.get_binary_stream("stdout"), live=flush_each), "stdout", None
+    if out is not None:
+        with Path(out).open("wb") as fh:
+            return _write_lines(stream, fh, live=flush_each), out, None
+    from confluent_kafka import KafkaException
+
+    settings = kafka_settings(bootstrap_servers)
+    destination = f"Kafka at {settings.bootstrap_servers}"
+    admin_cls, producer_cls = _kafka_clients()
+    try:
+        # Fails fast (TopicError) when no broker answers, instead of queueing into the void.
+        admin_cls(settings, timeout_s=5.0).ensure(domain_topic_specs(partitions, topic_prefix))
+        producer = producer_cls(settings)
+        interrupted = _produce(stream, producer, topic_prefix)
+        delivered = producer.delivered
+    except (StreamsError, KafkaException) as exc:
+        fail(f"{exc} (after queueing {stats.count:,} events)" if stats.count else str(exc))
+    return interrupted, destination, delivered
 
 
 def _kafka_clients() -> tuple[type[TopicAdmin], type[EventProducer]]:
