@@ -60,8 +60,10 @@ class TumblingWindows(Generic[S]):
     def ready(self, watermark_ms: int | None) -> list[tuple[WindowKey, S]]:
         """Take every window ending at or before `watermark_ms` (None: all), in time order."""
         keys = sorted(k for k in self.open if watermark_ms is None or k[1] + k[0] <= watermark_ms)
-        if watermark_ms is not None:
-            self.closed_until = max(self.closed_until or watermark_ms, watermark_ms)
+        # Everything up to here is published now: an item for it later is late, never a second window.
+        until = watermark_ms if watermark_ms is not None else max((k[1] + k[0] for k in keys), default=None)
+        if until is not None:
+            self.closed_until = max(self.closed_until or until, until)
         return [(key, self.open.pop(key)) for key in keys]
 
 

@@ -11,11 +11,83 @@ from typing import Any
 import typer
 
 from affresco.commands._common import BootstrapOption, err_console, fail, kafka_settings
+from streams.exceptions import StreamsError
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Monitor models: predictions joined with outcomes, metrics per partition, alerts.",
                   no_args_is_help=True)  # fmt: skip
+
+
+@app.command("run")
+def run_(
+    model: str = typer.Argument(..., help="The model to monitor, e.g. eta."),
+    spec: Path | None = typer.Option(
+        None, "--spec", "-s", help="The monitoring spec (YAML); default: monitoring/specs/<model>.yaml."
+    ),
+    until_idle: bool = typer.Option(
+        False, "--until-idle", help="Stop at the end of both topics, closing every window."
+    ),
+    batch_size: int = typer.Option(5000, "--batch-size", min=1, help="Kafka records per poll."),
+    epoch_s: float = typer.Option(5.0, "--epoch", min=0.1, help="Seconds between state snapshots."),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=1,
+        max=65535,
+        envvar="AFFRESCO_MONITOR_METRICS_PORT",
+        help="Serve the join counts, the latest metrics and the alerts as Prometheus metrics at "
+        "http://127.0.0.1:PORT/metrics.",
+    ),
+    bootstrap_servers: str | None = BootstrapOption,
+) -> None:
+    """The monitoring stream processor (bytewax): follow the model's predictions and the outcomes,
+    publish each closed window's metrics and the alerts they fire or resolve to affresco.monitoring.
+
+    Crash-safe as the feature processor: offsets and state are snapshotted together every epoch;
+    after a kill it resumes from the last snapshot and counts no pair twice. Invalid predictions or
+    outcomes go to the dead-letter topics with the reason."""
+    from affresco.settings import PlatformSettings
+    from processors.runtime.monitor_flow import MonitorOptions, run_monitor
+
+    kafka = kafka_settings(bootstrap_servers)
+    started = time.monotonic()
+    definition, state = _definition(spec or _default_spec(model), kafka)
+    if definition.model != model:
+        msg = f"the spec {definition.file} monitors {definition.model!r}, not {model!r}"
+        raise typer.BadParameter(msg, param_hint="--spec")
+    options = MonitorOptions(until_idle=until_idle, batch_size=batch_size, epoch_s=epoch_s,
+                             recovery_dir=PlatformSettings().recovery_dir(f"monitor-{model}"),
+                             metrics_port=metrics_port)  # fmt: skip
+    err_console.print(f"monitoring {model} ({'until idle' if until_idle else 'following'})", highlight=False)
+    try:
+        counters = run_monitor(definition, _manifests(state, model), kafka, options)
+    except StreamsError as exc:
+        fail(str(exc))
+    typer.echo(json.dumps({"model": model, **counters.summary(), "seconds": round(time.monotonic() - started, 2)}))
+
+
+def _default_spec(model: str) -> Path:
+    import monitoring
+
+    path = Path(monitoring.__file__).parent / "specs" / f"{model}.yaml"
+    if not path.exists():
+        msg = f"no monitoring spec for {model} at {path}: give one with --spec"
+        raise typer.BadParameter(msg, param_hint="--spec")
+    return path
+
+
+def _definition(spec: Path, kafka: Any) -> tuple[Any, Any]:
+    """The checked spec (its model must be registered) and the registry's state."""
+    from models.registry import ModelRegistry
+    from monitoring.spec import MonitorSpecError, load_monitor_spec
+
+    try:
+        state = ModelRegistry(kafka).state()
+        tasks = {r.model: r.task for r in state.versions.values() if r.task is not None}
+        return load_monitor_spec(spec, tasks), state
+    except (MonitorSpecError, StreamsError) as exc:
+        fail(str(exc))
 
 
 @app.command("replay")
@@ -26,17 +98,12 @@ def replay_(
 ) -> None:
     """Replay the model's predictions topic and the outcomes topic from their start, through the monitor:
     the windows' metrics per version and partition, the alerts they fire, and where every event went."""
-    from models.registry import ModelRegistry
     from monitoring.monitor import Monitor
-    from monitoring.spec import MonitorSpecError, load_monitor_spec
-    from streams.exceptions import StreamsError
 
     kafka = kafka_settings(bootstrap_servers)
     started = time.monotonic()
+    definition, state = _definition(spec, kafka)
     try:
-        state = ModelRegistry(kafka).state()
-        tasks = {r.model: r.task for r in state.versions.values() if r.task is not None}
-        definition = load_monitor_spec(spec, tasks)
         monitor = Monitor(definition, _manifests(state, definition.model))
         events, invalid = _read(definition.model, definition.spec.outcomes.topic,
                                 definition.spec.outcomes.event_type, kafka)  # fmt: skip
@@ -46,8 +113,6 @@ def replay_(
         outputs += monitor.close()
         if publish:
             _publish(outputs, kafka)
-    except MonitorSpecError as exc:
-        fail(str(exc))
     except StreamsError as exc:
         fail(str(exc))
     alerts = [o for o in outputs if o.event_type == "alert"]

@@ -1,4 +1,4 @@
-"""The stream processor's accounting as Prometheus metrics: the closing summary, live.
+"""The stream processors' accounting as Prometheus metrics: the closing summary, live.
 
 A collector reads `SinkCounters` when scraped, so the hot path pays nothing for metrics. Served by
 `affresco process run --metrics-port N` at `http://127.0.0.1:N/metrics`.
@@ -17,12 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import start_http_server
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from processors.runtime.monitor_flow import MonitorCounters
 from processors.runtime.sink import SinkCounters
 
-__all__ = ["ProcessorCollector", "serve_metrics"]
+__all__ = ["MonitorCollector", "ProcessorCollector", "serve_metrics", "serve_monitor_metrics"]
 
 
 class ProcessorCollector(Collector):
@@ -81,4 +82,88 @@ def serve_metrics(counters: SinkCounters, port: int, host: str = "127.0.0.1") ->
     """Expose the counters at `http://host:port/metrics` (a daemon thread, for the process's life)."""
     registry = CollectorRegistry()  # this run's only: no clash with other collectors in the process
     registry.register(ProcessorCollector(counters))
+    start_http_server(port, addr=host, registry=registry)
+
+
+class MonitorCollector(Collector):
+    """`affresco monitor run`'s counters and latest window values, computed at scrape time.
+
+        affresco_monitor_records_read_total{topic}                     records read (both inputs)
+        affresco_monitor_dead_letters_total{topic,reason}              inputs that failed validation
+        affresco_monitor_predictions_total{model,outcome}              paired / unmatched / duplicate / late
+        affresco_monitor_outcomes_total{model,outcome}                 matched / unmatched / duplicate / late
+        affresco_monitor_waiting{model,kind}                           predictions / outcomes waiting to pair
+        affresco_monitor_published_total{event_type}                   monitoring_metric / alert events
+        affresco_monitor_metric{model,version,partition,metric,window} the latest closed window's value
+        affresco_monitor_window_pairs{model,version,partition,window}  pairs (or predictions) in it
+        affresco_monitor_alert_firing{model,rule,version,partition}    1 while firing, 0 once resolved
+
+    `version` and `partition` are "" where the scope does not distinguish them (the whole model).
+    """
+
+    def __init__(self, counters: MonitorCounters) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        c = self.counters
+        read = CounterMetricFamily("affresco_monitor_records_read", "Records read", labels=["topic"])
+        for topic, n in sorted(c.read.items()):
+            read.add_metric([topic], n)
+        dead = CounterMetricFamily(
+            "affresco_monitor_dead_letters", "Inputs sent to the dead-letter topic", labels=["topic", "reason"]
+        )
+        for topic, reasons in sorted(c.dead_letters.items()):
+            for reason, n in sorted(reasons.items()):
+                dead.add_metric([topic, reason], n)
+        predictions = CounterMetricFamily(
+            "affresco_monitor_predictions", "Predictions, by what the join made of them", labels=["model", "outcome"]
+        )
+        outcomes = CounterMetricFamily(
+            "affresco_monitor_outcomes", "Outcomes, by what the join made of them", labels=["model", "outcome"]
+        )
+        waiting = GaugeMetricFamily("affresco_monitor_waiting", "Inputs waiting to pair", labels=["model", "kind"])
+        monitor = c.monitor
+        if monitor is not None:
+            model, join = monitor.definition.model, monitor.join
+            for outcome, n in sorted(dict(join.predictions).items()):
+                predictions.add_metric([model, outcome], n)
+            for outcome, n in sorted(dict(join.outcomes).items()):
+                outcomes.add_metric([model, outcome], n)
+            waiting.add_metric([model, "predictions"], sum(len(p) for p in list(join.waiting.values())))
+            waiting.add_metric([model, "outcomes"], len(join.slots))
+        published = CounterMetricFamily(
+            "affresco_monitor_published", "Events published to the monitoring topic", labels=["event_type"]
+        )
+        for kind, n in sorted(c.published.items()):
+            published.add_metric([kind], n)
+        last = GaugeMetricFamily(
+            "affresco_monitor_metric", "The latest closed window's value",
+            labels=["model", "version", "partition", "metric", "window"],
+        )  # fmt: skip
+        for (model, version, partition, metric, window_ms), value in sorted(c.last.items()):
+            last.add_metric([model, version, partition, metric, _window(window_ms)], value)
+        pairs = GaugeMetricFamily(
+            "affresco_monitor_window_pairs", "Pairs in the latest closed window",
+            labels=["model", "version", "partition", "window"],
+        )  # fmt: skip
+        for (model, version, partition, window_ms), n in sorted(c.last_count.items()):
+            pairs.add_metric([model, version, partition, _window(window_ms)], n)
+        firing = GaugeMetricFamily(
+            "affresco_monitor_alert_firing", "1 while the alert fires", labels=["model", "rule", "version", "partition"]
+        )
+        for key, on in sorted(c.firing.items()):
+            firing.add_metric(list(key), 1.0 if on else 0.0)
+        yield from (read, dead, predictions, outcomes, waiting, published, last, pairs, firing)
+
+
+def _window(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def serve_monitor_metrics(counters: MonitorCounters, port: int, host: str = "127.0.0.1") -> None:
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(counters))
     start_http_server(port, addr=host, registry=registry)

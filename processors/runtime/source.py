@@ -57,22 +57,29 @@ class _Front:
 class Alignment:
     """Where each source partition of this process stands, so that none runs ahead of the others.
 
-    A partition may emit records up to the slowest busy partition's front plus `MAX_SKEW_MS`. A
+    A partition may emit records up to the slowest busy partition's front plus `max_skew_ms`. A
     front is the time of the partition's next buffered record (else of its last one), so the
     partition with the earliest front can always go on: alignment never deadlocks. Idle partitions
-    (nothing to read) hold no one back.
+    (nothing to read) hold no one back. The partitions of one topic align with each other; with
+    `across_topics`, all partitions of all topics do (a join of two topics, e.g. monitoring's).
     """
 
-    def __init__(self) -> None:
-        self._fronts: dict[str, dict[int, _Front]] = {}
+    def __init__(self, max_skew_ms: int = MAX_SKEW_MS, *, across_topics: bool = False) -> None:
+        self.max_skew_ms = max_skew_ms
+        self.across_topics = across_topics
+        self._fronts: dict[str, dict[tuple[str, int], _Front]] = {}
+
+    def _lane(self, topic: str) -> dict[tuple[str, int], _Front]:
+        return self._fronts.setdefault("" if self.across_topics else topic, {})
 
     def join(self, topic: str, partition: int) -> _Front:
-        return self._fronts.setdefault(topic, {}).setdefault(partition, _Front())
+        return self._lane(topic).setdefault((topic, partition), _Front())
 
     def limit(self, topic: str, partition: int) -> int | None:
         """The greatest record time `partition` may emit now (None: no limit)."""
-        others = [f.at for p, f in self._fronts.get(topic, {}).items() if p != partition and not f.idle]
-        return None if not others else min(others) + MAX_SKEW_MS
+        me = (topic, partition)
+        others = [f.at for p, f in self._lane(topic).items() if p != me and not f.idle]
+        return None if not others else min(others) + self.max_skew_ms
 
 
 class _Partition(StatefulSourcePartition[DecodedPoll, SourceResume]):
@@ -159,13 +166,14 @@ class PollingKafkaSource(FixedPartitionedSource[DecodedPoll, SourceResume]):
         tail: bool,
         batch_size: int,
         archive: bool,
+        alignment: Alignment | None = None,
     ) -> None:
         self.settings = settings
         self.wanted = {topic: list(types) for topic, types in wanted.items()}  # topic -> event types read
         self.tail = tail
         self.batch_size = batch_size
         self.archive = archive
-        self.alignment = Alignment()  # shared by this process's partitions
+        self.alignment = alignment or Alignment()  # shared by this process's partitions
 
     def list_parts(self) -> list[str]:
         return partition_names(self.settings, sorted(self.wanted))

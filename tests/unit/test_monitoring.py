@@ -329,3 +329,72 @@ def test_versions_are_compared_on_the_windows_both_have() -> None:
     mae = by_metric["mae"]
     assert (mae.windows, mae.values, mae.pairs, mae.winner) == (1, {1: 200.0, 2: 150.0}, {1: 30, 2: 30}, 2)
     assert by_metric["bias"].winner == 2  # closer to 0
+
+
+# -- the whole monitor: snapshot / restore, and its Prometheus view ---------------------------------
+
+
+def _monitor_inputs(seed: int, n: int) -> list[tuple[int, Any]]:
+    from streams.events.platform import Prediction as PredictionEvent
+
+    rnd = random.Random(seed)
+    out: list[tuple[int, Any]] = []
+    for i in range(n):
+        t = T0 + i * 5_000
+        guess = rnd.uniform(200, 900)
+        out.append((0, PredictionEvent(event_time=t, request_id=f"r{i}", model="eta", model_version=1,
+                                       partition=("global/BR/sao", "global/US/nyc")[i % 2], prediction=guess,
+                                       join_key=f"t{i}")))  # fmt: skip
+        if i % 10:
+            out.append((1, {"trip_id": f"t{i}", "event_time": t + rnd.randint(1, 900_000),
+                            "eta_s": guess + rnd.gauss(0, 400 if i % 2 == 0 else 30)}))  # fmt: skip
+    return sorted(out, key=lambda e: (e[1].event_time if e[0] == 0 else e[1]["event_time"], e[0]))
+
+
+def _feed(monitor: Any, inputs: list[tuple[int, Any]]) -> list[str]:
+    outputs = []
+    for kind, item in inputs:
+        outputs += monitor.prediction(item) if kind == 0 else monitor.outcome(item)
+    return [o.model_dump_json() for o in outputs]
+
+
+def test_a_restored_monitor_continues_exactly_as_an_uninterrupted_one() -> None:
+    from monitoring.monitor import Monitor
+
+    definition = load_monitor_spec(SPEC, {"eta": "regression"})
+    inputs = _monitor_inputs(3, 3000)
+    whole = Monitor(definition)
+    expected = _feed(whole, inputs) + [o.model_dump_json() for o in whole.close()]
+    assert any('"alert"' in e for e in expected)  # the noisy partition fires: the state carries it over
+    for cut in (1, 1234, len(inputs) - 5):
+        first = Monitor(definition)
+        got = _feed(first, inputs[:cut])
+        second = Monitor(definition)
+        second.restore(first.snapshot())
+        got += _feed(second, inputs[cut:]) + [o.model_dump_json() for o in second.close()]
+        assert got == expected, cut
+        assert second.counts() == whole.counts()
+
+
+def test_the_monitor_s_prometheus_metrics_are_its_counts_and_latest_windows() -> None:
+    from monitoring.monitor import Monitor
+    from processors.runtime.metrics import MonitorCollector
+    from processors.runtime.monitor_flow import MonitorCounters
+
+    definition = load_monitor_spec(SPEC, {"eta": "regression"})
+    monitor = Monitor(definition)
+    counters = MonitorCounters(monitor=monitor)
+    _feed(monitor, _monitor_inputs(4, 1000))
+    counters.last[("eta", "1", "global/BR/sao", "mae", 600_000)] = 321.5
+    counters.firing[("eta", "eta_mae_high", "1", "global/BR/sao")] = True
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in MonitorCollector(counters).collect() for s in family.samples}  # fmt: skip
+    join = monitor.join.counts()
+    assert samples[("affresco_monitor_predictions_total", (("model", "eta"), ("outcome", "paired")))] == \
+        join["predictions"]["paired"] > 0  # fmt: skip
+    waiting = sum(len(p) for p in monitor.join.waiting.values())
+    assert samples[("affresco_monitor_waiting", (("kind", "predictions"), ("model", "eta")))] == waiting
+    labels = (("metric", "mae"), ("model", "eta"), ("partition", "global/BR/sao"), ("version", "1"), ("window", "10m"))
+    assert samples[("affresco_monitor_metric", labels)] == 321.5
+    fired = (("model", "eta"), ("partition", "global/BR/sao"), ("rule", "eta_mae_high"), ("version", "1"))
+    assert samples[("affresco_monitor_alert_firing", fired)] == 1.0
