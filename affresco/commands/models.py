@@ -350,7 +350,7 @@ def compare(
     found = [c for c in compare_versions(metrics, [metric] if metric else ACCURACY) if len(c.values) > 1]
     if not found:
         fail(f"no two versions of {model} have monitoring metrics on the same windows (deploy one as `shadow` "
-             "and run `affresco monitor replay --publish`)")  # fmt: skip
+             "and run `affresco monitor run` or `monitor replay --publish`)")  # fmt: skip
     table = Table(title=f"{model}: versions per partition node")
     versions = sorted({v for c in found for v in c.values})
     for column in ("partition", "metric", *(f"v{v}" for v in versions), "windows", "winner"):

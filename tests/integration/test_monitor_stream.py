@@ -229,3 +229,51 @@ def test_monitor_run_joins_counts_survives_kill_9_and_publishes_sklearn_metrics(
         assert {(d.source_partition, d.source_offset) for d in letters}.__len__() == invalid
         assert {d.group for d in letters} == {"monitor:eta"}
         assert {d.reason for d in letters} == {"malformed_json", "validation_error"}
+
+
+def test_champion_and_challenger_are_compared_per_partition_on_the_same_outcomes(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """v1 (prod) and v2 (shadow) predict the same trips; v2 is better in São Paulo, worse in New York:
+    `affresco models compare` says so from what `monitor run` published."""
+    suffix = uuid.uuid4().hex[:8]
+    prefix = f"test.champion.{suffix}"
+    settings = kafka_settings.model_copy(update={"topic_prefix": prefix})
+    topics = Topics(settings)
+    outcomes_topic = f"test.outcomes.{suffix}"
+    TopicAdmin(settings).ensure([topics.predictions_spec("eta"), spec_of(outcomes_topic, 2)])
+    registry = ModelRegistry(settings)
+    for version in (1, 2):
+        registry.register(
+            "eta", version, f"file:///nowhere/eta/v{version}", {"manifest.json": "0" * 64}, {}, "regression"
+        )
+    rnd = random.Random(8)
+    predictions, outcomes = [], []
+    error = {("global/BR/sao", 1): 200, ("global/BR/sao", 2): 40, ("global/US/nyc", 1): 40, ("global/US/nyc", 2): 90}
+    for i in range(4000):
+        t, partition, truth = T0 + i * 2_000, PARTITIONS[i % 2], rnd.uniform(300, 1500)
+        for version, alias in ((1, "prod"), (2, "shadow")):
+            guess = truth + rnd.choice((-1, 1)) * error[(partition, version)]
+            predictions.append(Prediction(event_time=t, request_id=f"{alias}-{i}", model="eta",
+                                          model_version=version, partition=partition, prediction=guess,
+                                          join_key=f"trip-{i}", alias=alias))  # fmt: skip
+        outcomes.append(Outcome(event_time=t + 300_000, join_key=f"trip-{i}", label="eta_s", value=truth))
+    with EventProducer(settings) as producer:
+        producer.send_many(topics.predictions("eta"), predictions)
+        producer.send_many(outcomes_topic, outcomes)
+    spec = tmp_path / "eta.yaml"
+    outcome = {"topic": outcomes_topic, "event_type": "outcome", "join_key": "join_key", "label": "value"}
+    spec.write_text(yaml.safe_dump({"model": "eta", "outcomes": outcome, "horizon": "1h", "windows": ["10m"]}))
+    env = {**os.environ, "AFFRESCO_DATA_DIR": str(tmp_path / "data"), "AFFRESCO_KAFKA_TOPIC_PREFIX": prefix,
+           "AFFRESCO_KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers}  # fmt: skip
+    monitored = subprocess.run(_cli("eta", spec, "--until-idle"), env=env, capture_output=True, text=True, timeout=300)
+    assert monitored.returncode == 0, monitored.stderr[-3000:]
+    assert json.loads(monitored.stdout.strip().splitlines()[-1])["predictions"]["paired"] == 8000  # both per trip
+    cli = Path(sys.executable).parent / "affresco"
+    compared = subprocess.run([str(cli), "models", "compare", "eta", "--metric", "mae"], env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert compared.returncode == 0, compared.stderr[-3000:]
+    rows = {r["partition"]: r for r in json.loads(compared.stdout.strip().splitlines()[-1])}
+    assert rows["global/BR/sao"]["winner"] == 2 and rows["global/US/nyc"]["winner"] == 1
+    assert rows["global/BR/sao"]["values"] == {"1": pytest.approx(200), "2": pytest.approx(40)}
+    assert rows["global/BR/sao"]["pairs"] == {"1": 2000, "2": 2000}
