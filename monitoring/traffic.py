@@ -8,6 +8,8 @@ the bundle's own `ModelInputs.matrix` — the code training and serving use — 
 drift is measured on the very values the model saw. Metrics:
 
 - `predictions` (how many); `missing_feature_rate`: the share of stored features that were null;
+- `fallback_rate`: the share of predictions served by a coarser node than the deepest one on
+  their path (the bundle's partition tree, routed as serving routes: `models.partitions.route`);
 - `latency_p99_ms` (the service's own time; batch predictions carry none);
 - `feature_age_p50_ms`: the median age of the feature states used, at prediction time;
 - `prediction_psi`, `psi:<input>` and `ks:<input>` per model input, and `feature_psi_max`.
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from models.inputs import ModelInputs
+from models.partitions import route
 from monitoring.drift import ks_statistic, psi
 from monitoring.windows import Scope, TumblingWindows, WindowKey, WindowMetric
 from streams.events.platform import Prediction
@@ -47,12 +50,15 @@ class _Traffic:
     stored: int = 0
     latencies: list[float] = field(default_factory=list)
     ages: list[int] = field(default_factory=list)
+    routed: int = 0  # predictions whose partition tree is known (the version's bundle)
+    fallbacks: int = 0
 
 
 class TrafficWindows:
     def __init__(self, windows_ms: tuple[int, ...], manifest_of: Callable[[int], Manifest | None]) -> None:
         self.windows = TumblingWindows(windows_ms, _Traffic)
         self.manifest_of = manifest_of  # version -> its bundle's manifest (None: unknown)
+        self._trees: dict[int, tuple[tuple[str, ...], dict[str, str]] | None] = {}  # version -> levels, serves
 
     @property
     def late(self) -> int:
@@ -66,6 +72,7 @@ class TrafficWindows:
         row = {**event.inputs, **event.features}
         nulls = sum(v is None for v in event.features.values())
         ages = [event.event_time - t for t in event.feature_times.values() if t is not None]
+        fallback = self._fallback(event)
         for w in self.windows.windows_of(event.event_time, event.model, scopes):
             w.rows.append(row)
             w.predictions.append(event.prediction)
@@ -74,6 +81,26 @@ class TrafficWindows:
             if event.latency_ms is not None:
                 w.latencies.append(event.latency_ms)
             w.ages += ages
+            if fallback is not None:
+                w.routed += 1
+                w.fallbacks += fallback
+
+    def _fallback(self, event: Prediction) -> bool | None:
+        """Whether a coarser node served it than the deepest on its path (None: the tree is unknown)."""
+        version = event.model_version
+        if version not in self._trees:
+            manifest = self.manifest_of(version)
+            try:
+                partitions = manifest["partitions"] if manifest is not None else None
+                self._trees[version] = None if partitions is None else (
+                    tuple(partitions["by"]), {n["id"]: n["serves"] for n in partitions["nodes"]})  # fmt: skip
+            except (KeyError, TypeError):
+                self._trees[version] = None
+        tree = self._trees[version]
+        if tree is None:
+            return None
+        levels, serves = tree
+        return event.partition != route(levels, serves, event.entity_keys)
 
     def close(self, watermark_ms: int | None = None) -> list[WindowMetric]:
         return [m for key, w in self.windows.ready(watermark_ms) for m in self._metrics(key, w)]
@@ -84,6 +111,7 @@ class TrafficWindows:
         values: dict[str, float | None] = {
             "predictions": float(n),
             "missing_feature_rate": w.missing / w.stored if w.stored else None,
+            "fallback_rate": w.fallbacks / w.routed if w.routed else None,
             "latency_p99_ms": float(np.percentile(w.latencies, 99)) if w.latencies else None,
             "feature_age_p50_ms": float(np.median(w.ages)) if w.ages else None,
         }

@@ -74,3 +74,32 @@ def test_without_the_bundle_there_is_no_drift_but_the_rest(definition: ModelDefi
         windows.add(event)
     names = {m.metric for m in windows.close()}
     assert "predictions" in names and not any(n.startswith(("psi:", "ks:")) for n in names)
+
+
+def test_the_fallback_rate_is_the_share_served_above_the_deepest_node_on_the_path(
+    definition: ModelDefinition, model: LoadedModel
+) -> None:
+    from models.partitions import route
+
+    nodes = model.manifest["partitions"]["nodes"]
+    leaves = [n["id"] for n in nodes if n["id"].count("/") == len(model.levels)]
+    assert leaves, [n["id"] for n in nodes]
+    leaf = leaves[0]
+    path = dict(zip(model.levels, leaf.split("/")[1:], strict=True))
+    events = _events(definition, model)[:300]
+    served = [
+        e.model_copy(update={"entity_keys": path if i % 3 else {**path, model.levels[-1]: "nowhere"},
+                             "partition": leaf if i % 3 else route(model.levels, model.serves, {**path,
+                                                                   model.levels[-1]: "nowhere"})})
+        for i, e in enumerate(events)
+    ]  # fmt: skip
+    # Every third row's city is unknown to the tree: routed to its parent, which serves it — no fallback.
+    # Then one in five of the others is served by the root instead of its own node: a fallback.
+    served = [e.model_copy(update={"partition": "global"}) if i % 5 == 0 and i % 3 else e for i, e in enumerate(served)]
+    expected = sum(1 for i in range(len(served)) if i % 5 == 0 and i % 3) / len(served)
+    found = _close(served, model)
+    assert found["fallback_rate"].value == pytest.approx(expected) and expected > 0
+    no_tree = TrafficWindows((DAY,), lambda version: None)
+    for event in served:
+        no_tree.add(event)
+    assert "fallback_rate" not in {m.metric for m in no_tree.close()}
