@@ -36,7 +36,7 @@ def render_report(model: str, metrics: Sequence[MonitoringMetric], alerts: Seque
     parts = [f"<p>{len(metrics):,} metric values, {_when(start)} to {_when(end)}, windows of {finest // 60_000} min; "
              f"{sum(a.state == 'firing' for a in alerts)} alert(s) fired.</p>"]  # fmt: skip
     parts.append("<h2>Accuracy per partition node</h2>")
-    for name in ("mae", "bias", "rmse", "auc", "log_loss"):
+    for name in ("mae", "bias", "rmse", "mape", "auc", "log_loss", "calibration_error"):
         series = _series(fine, name, lambda m: m.partition is not None, lambda m: f"v{m.model_version} {m.partition}")
         if series:
             parts.append(_chart(name, series))
@@ -56,7 +56,14 @@ def render_report(model: str, metrics: Sequence[MonitoringMetric], alerts: Seque
     if psi:
         parts.append(_chart("feature_psi_max", psi))
     parts.append("<h2>Traffic</h2>")
-    for name in ("predictions", "missing_feature_rate", "latency_p99_ms", "prediction_psi"):
+    for name in (
+        "predictions",
+        "missing_feature_rate",
+        "fallback_rate",
+        "latency_p99_ms",
+        "feature_age_p50_ms",
+        "prediction_psi",
+    ):
         series = _series(fine, name, lambda m: m.partition is None and m.model_version is not None,
                          lambda m: f"v{m.model_version}")  # fmt: skip
         if series:

@@ -46,9 +46,9 @@ __all__ = ["METRICS", "AlertRule", "MonitorDefinition", "MonitorSpec", "MonitorS
 #: Every metric a window publishes, and the rules may name (per task, and for both).
 METRICS = {
     "regression": ("mae", "rmse", "bias", "mape", "r2"),
-    "binary": ("auc", "log_loss", "brier", "accuracy"),
-    "any": ("count", "predictions", "missing_feature_rate", "latency_p99_ms", "feature_age_p50_ms", "prediction_psi",
-            "feature_psi_max"),
+    "binary": ("auc", "log_loss", "brier", "accuracy", "calibration_error"),
+    "any": ("count", "predictions", "missing_feature_rate", "fallback_rate", "latency_p99_ms", "feature_age_p50_ms",
+            "prediction_psi", "feature_psi_max"),
 }  # fmt: skip
 #: Per model input (`psi:distance_km`, `ks:log_km`): drift of each input, named after it.
 INPUT_METRIC_PREFIXES = ("psi:", "ks:")

@@ -5,7 +5,12 @@ known), so a window is complete once the watermark passes its end — an alert n
 the whole horizon. Each window keeps its pairs' labels and predictions and, when it closes,
 computes the metrics with `models.metrics` — the very functions training reports with, equal to
 scikit-learn's — for three scopes: the model, each version, and each (version, partition node).
-A metric undefined on a window (the AUC of pairs of one class) is left out.
+A metric undefined on a window (the AUC of pairs of one class) is left out. A binary model's
+windows also carry its calibration: `calibration_error` (the pair-weighted mean gap between the
+predicted probability and the observed rate over ten reliability bins) and, per non-empty bin
+`[low, low + 0.1)`, `reliability:<low>` (the observed positive rate), `reliability_mean:<low>`
+(the mean predicted probability) and `reliability_count:<low>` — scikit-learn's
+`calibration_curve` with its counts.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Generic, Literal, TypeVar
 
 import numpy as np
 
-from models.metrics import metrics_for
+from models.metrics import metrics_for, reliability_bins
 from streams.events.platform import MonitoringMetric
 
 __all__ = ["JoinedPair", "Scope", "TumblingWindows", "WindowKey", "WindowMetric", "WindowedMetrics"]
@@ -138,7 +143,19 @@ class WindowedMetrics:
         length, start, scope, model, version, partition = key
         y, p = np.asarray(window.labels), np.asarray(window.predictions)
         values = {"count": float(len(y)), **metrics_for(self.task, y, p)}
+        if self.task == "binary" and len(y):
+            values |= _calibration(y, p)
         for metric, value in values.items():
             if value != value:
                 continue  # undefined here (AUC of one class): not published
             yield WindowMetric(scope, model, version, partition, length, start, metric, value, len(y))
+
+
+def _calibration(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    bins = reliability_bins(y, p)
+    out = {"calibration_error": sum(b["count"] * abs(b["observed_rate"] - b["mean_predicted"]) for b in bins) / len(y)}
+    for b in bins:
+        low = f"{b['low']:.1f}"
+        out |= {f"reliability:{low}": b["observed_rate"], f"reliability_mean:{low}": b["mean_predicted"],
+                f"reliability_count:{low}": float(b["count"])}  # fmt: skip
+    return out

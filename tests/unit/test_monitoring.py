@@ -398,3 +398,25 @@ def test_the_monitor_s_prometheus_metrics_are_its_counts_and_latest_windows() ->
     assert samples[("affresco_monitor_metric", labels)] == 321.5
     fired = (("model", "eta"), ("partition", "global/BR/sao"), ("rule", "eta_mae_high"), ("version", "1"))
     assert samples[("affresco_monitor_alert_firing", fired)] == 1.0
+
+
+def test_a_binary_model_s_windows_carry_scikit_learn_s_auc_log_loss_and_calibration() -> None:
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    rng = np.random.default_rng(6)
+    p = rng.uniform(0, 1, 3_000)
+    y = (rng.uniform(0, 1, 3_000) < p**1.5).astype(float)  # miscalibrated on purpose
+    windows = WindowedMetrics("binary", (3_600_000,))
+    for i in range(len(p)):
+        windows.add(JoinedPair("churn", 1, "global", T0 + i * 1000, float(p[i]), float(y[i])))
+    found = {m.metric: m.value for m in windows.close() if m.scope == "model"}
+    assert found["auc"] == pytest.approx(roc_auc_score(y, p), rel=1e-12)
+    assert found["log_loss"] == pytest.approx(log_loss(y, p), rel=1e-9)
+    observed, predicted = calibration_curve(y, p, n_bins=10)
+    counts = np.histogram(p, bins=np.linspace(0, 1, 11))[0]
+    lows = [f"{k / 10:.1f}" for k in range(10) if counts[k]]
+    assert [found[f"reliability:{low}"] for low in lows] == pytest.approx(list(observed), rel=1e-12)
+    assert [found[f"reliability_mean:{low}"] for low in lows] == pytest.approx(list(predicted), rel=1e-12)
+    assert [found[f"reliability_count:{low}"] for low in lows] == list(counts[counts > 0])
+    expected = float(np.sum(counts[counts > 0] * np.abs(observed - predicted)) / len(p))
+    assert found["calibration_error"] == pytest.approx(expected, rel=1e-12) and expected > 0.02
