@@ -124,6 +124,21 @@ class PredictionClient:
         """Predict `rows` in one request; returns how many failed (0 or len(rows)) after retries."""
         if not rows:
             return 0
+        answered, reason = self._post(rows)
+        return 0 if answered is not None else self._failed(len(rows), reason)
+
+    def predict(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The service's answer for each row (prediction, partition, features…); raises
+        `PredictionServiceError` with the reason when the request failed after retries."""
+        answered, reason = self._post(rows)
+        if answered is None:
+            self._failed(len(rows), reason)
+            msg = f"prediction request to {self.url} failed: {reason}"
+            raise PredictionServiceError(msg)
+        return answered
+
+    def _post(self, rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]] | None, str]:
+        """The answered rows, or None and why not (after retries)."""
         self.stats.rows += len(rows)
         body = {"rows": list(rows)}
         reason = ""
@@ -142,14 +157,15 @@ class PredictionClient:
                 self.stats.latencies_ms.append((time.perf_counter() - started) * 1000)
                 self.stats.predicted += len(rows)
                 self._consecutive_failures = 0
-                return 0
+                answered: list[dict[str, Any]] = answer.json()["rows"]
+                return answered, ""
             reason = f"HTTP {answer.status_code}: {answer.text[:300]}"
             if answer.status_code == 404:  # the service does not serve this model: no row will succeed
                 msg = f"{self.url} answered 404: {answer.text[:300]}"
                 raise PredictionServiceError(msg)
             if answer.status_code not in _RETRYABLE_STATUS:
                 break
-        return self._failed(len(rows), reason)
+        return None, reason
 
     def _failed(self, n: int, reason: str) -> int:
         self.stats.failed += n

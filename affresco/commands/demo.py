@@ -19,7 +19,9 @@ from rich.rule import Rule
 from typer.main import get_command
 
 import models
+import monitoring as monitoring_pkg
 import processors
+from affresco.commands import _demo_live
 from affresco.commands._common import fail, kafka_settings
 from streams.exceptions import StreamsError
 
@@ -66,10 +68,21 @@ def _run(args: list[str], *, input_text: str | None = None, expect_exit: int = 0
 
 
 def demo(
-    days: float = typer.Option(7.0, "--days", min=0.05, help="Simulated history: from this many days ago until now."),
+    days: float = typer.Option(7.0, "--days", min=0.05, help="Simulated history: from this many days ago."),
     seed: int = typer.Option(7, "--seed", help="Simulation seed."),
+    live_minutes: int = typer.Option(
+        60, "--live", min=20, max=240, help="Minutes of live traffic at the end: the history stops that long ago."
+    ),
+    drift_city: str | None = typer.Option(
+        None, "--drift-city", help="The city that drives slower in the live traffic.", show_default="the busiest now"
+    ),
+    drift_speed: float = typer.Option(0.7, "--drift-speed", min=0.05, max=10, help="Its speed factor."),
+    live_rate: float = typer.Option(
+        100.0, "--live-rate", min=1, help="Events per second of the live traffic (the processor keeps up)."
+    ),
 ) -> None:
-    """Run the platform end to end: simulate into Kafka, compute features, build a training set, train and deploy."""
+    """Run the platform end to end: simulate into Kafka, compute features, build a training set, train and deploy,
+    serve live traffic with a drift, monitor it (the alert fires on the drifted city) and write the report."""
     from affresco.settings import PlatformSettings
     from streams.admin import TopicAdmin
     from streams.sim import DRIVER_PINGS_TOPIC, TRIPS_TOPIC
@@ -83,13 +96,20 @@ def demo(
     except StreamsError as exc:
         fail(f"{exc}. Start Kafka first: `affresco infra up`.")
 
+    if drift_city is not None:
+        from affresco.commands.simulate import _config
+
+        _config([f"city={drift_city},speed={drift_speed}"])  # an unknown city is refused before anything runs
     console.print(Rule("1. Simulate a ride-hailing marketplace into Kafka"))
-    now = datetime.now(UTC).replace(microsecond=0)
+    # The history ends `live_minutes` ago: the live traffic of step 15 fills that stretch (event times
+    # in the past, none ahead of the clock).
+    live_end = datetime.now(UTC).replace(microsecond=0)
+    now = live_end - timedelta(minutes=live_minutes)
     start = (now - timedelta(days=days)).replace(minute=0, second=0)
     if TRIPS_TOPIC in existing and _has_history_since(settings, start):
         console.print(f"{TRIPS_TOPIC} already holds the history; not producing it twice (`make clean` resets).")
     else:
-        # ~6.5k events per simulated hour, ending now, so windows are live when the demo reads them.
+        # ~6.5k events per simulated hour, ending an hour ago, so windows are live when the demo reads them.
         _run(["simulate", "--events", str(_MAX_EVENTS), "--seed", str(seed), "--start", start.isoformat(),
               "--until", now.isoformat()])  # fmt: skip
 
@@ -148,77 +168,57 @@ def demo(
     _run(["models", "list", "--model", "eta"])
 
     console.print(Rule("13. Serve it: `affresco serve`, live requests from a client, prediction events"))
-    served = _serve_live_requests(settings)
+    served = _serve_live_requests(settings, int(now.timestamp() * 1000))
     console.print(json.dumps(served["summary"]))
     console.print(Rule("14. Explain one prediction: replayed from the raw log alone, beside what was served"))
     _run(["explain", served["example"], "--model", "eta"])
+
+    monitoring = _demo_live.live_part(
+        _run, settings, groups=_GROUPS, start_ms=int(now.timestamp() * 1000),
+        end_ms=int(live_end.timestamp() * 1000), seed=seed + 1, city=drift_city, speed=drift_speed,
+        after_ms=600_000, rate=live_rate, data_dir=Path(PlatformSettings().data_dir),
+        monitor_spec=Path(monitoring_pkg.__file__).parent / "specs" / "eta.yaml",
+        step=lambda title: console.print(Rule(title)),
+    )  # fmt: skip
 
     trips = admin.describe(TRIPS_TOPIC).messages
     pings = admin.describe(DRIVER_PINGS_TOPIC).messages
     console.print(Rule("Summary"))
     console.print(json.dumps({"trips_topic_events": trips, "driver_ping_events": pings, "dead_letters": letters,
                               "feature_groups": list(_GROUPS), "model": "eta@prod",
-                              "predictions": served["summary"]}))  # fmt: skip
+                              "predictions": served["summary"], "monitoring": monitoring}))  # fmt: skip
 
 
-def _serve_live_requests(settings: KafkaSettings, requests: int = 300) -> dict[str, Any]:
-    """Start `affresco serve`, send it live trip requests (now, for riders and zones of the history), stop it."""
-    import os
-    import socket
-    import subprocess
+def _serve_live_requests(settings: KafkaSettings, at_ms: int, requests: int = 300) -> dict[str, Any]:
+    """Start `affresco serve`, send it trip requests (at the end of the history, for riders and zones of
+    the history) one by one as a client would, stop it."""
     import time
 
-    import httpx
-
     from backfill.training import labels_from_topic
+    from serving.client import PredictionClient
     from streams.admin import TopicAdmin
     from streams.sim import TRIPS_TOPIC
     from streams.topics import Topics
 
     recent, _ = labels_from_topic(TRIPS_TOPIC, "trip_requested", settings)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    console.print(f"[bold cyan]$ affresco serve --port {port}[/]  (in the background)", highlight=False)
-    server = subprocess.Popen([sys.executable, "-m", "affresco.cli", "serve", "--port", str(port)],
-                              env={**os.environ, "AFFRESCO_SERVING_RELOAD_INTERVAL_S": "1"})  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
     topic = Topics(settings).predictions("eta")
     admin = TopicAdmin(settings)
     before = admin.describe(topic).messages if topic in admin.names() else 0
-    try:
-        with httpx.Client(base_url=base, timeout=10) as client:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and server.poll() is None:
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.3)
-            latencies, fallbacks, missing, ids = [], 0, 0, []
-            now = int(time.time() * 1000)
-            for r in recent[-requests:]:
-                row = {k: r[k] for k in ("pickup_zone", "city", "country", "rider_id", "distance_km")}
-                started = time.perf_counter()
-                answer = client.post("/v1/models/eta/predict", json={"rows": [{**row, "requested_at": now}]})
-                latencies.append((time.perf_counter() - started) * 1000)
-                answer.raise_for_status()
-                scored = answer.json()["rows"][0]
-                ids.append(scored["prediction_id"])
-                fallbacks += scored["partition"] != scored["node"]
-                missing += bool(scored["missing"])
+    with _demo_live.serving() as url, PredictionClient(url, model="eta", retries=0) as client:
+        fallbacks, missing, ids = 0, 0, []
+        for r in recent[-requests:]:
+            row = {k: r[k] for k in ("pickup_zone", "city", "country", "rider_id", "distance_km")}
+            scored = client.predict([{**row, "requested_at": at_ms}])[0]
+            ids.append(scored["prediction_id"])
+            fallbacks += scored["partition"] != scored["node"]
+            missing += bool(scored["missing"])
         deadline = time.monotonic() + 30  # events leave off the response path; wait for them to land
         while admin.describe(topic).messages < before + len(ids) and time.monotonic() < deadline:
             time.sleep(0.3)
         emitted = admin.describe(topic).messages - before
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-    latencies.sort()
-    summary = {"requests": len(ids), "client_p50_ms": round(latencies[len(latencies) // 2], 2),
-               "client_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2), "fallbacks": fallbacks,
-               "rows_with_missing_features": missing, "prediction_events": emitted}  # fmt: skip
+    p50, p99 = client.stats.latency_ms(0.5), client.stats.latency_ms(0.99)
+    summary = {"requests": len(ids), "client_p50_ms": round(p50 or 0, 2), "client_p99_ms": round(p99 or 0, 2),
+               "fallbacks": fallbacks, "rows_with_missing_features": missing, "prediction_events": emitted}  # fmt: skip
     return {"summary": summary, "example": ids[len(ids) // 2]}
 
 
