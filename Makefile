@@ -59,7 +59,8 @@ bench: jars
 	@bash infra/with-services.sh kafka,cassandra -- sh -c '$(BIN)/python -m bench.produce && \
 		$(BIN)/python -m bench.processor && $(BIN)/python -m bench.freshness && $(BIN)/python -m bench.online_get && \
 		$(BIN)/python -m bench.backfill && $(BIN)/python -m bench.pit_join && $(BIN)/python -m bench.recovery && \
-		$(BIN)/python -m bench.train && $(BIN)/python -m bench.serving'
+		$(BIN)/python -m bench.train && $(BIN)/python -m bench.serving && \
+		$(BIN)/python -m bench.monitor'
 
 
 status: setup
