@@ -649,8 +649,8 @@ def main() -> None:
             "its linger; the epoch's flush only bounds it) and this reader's fetch. after_window_end_ms adds the "
             "lateness itself. The epoch does not gate publication (compare latency[*].epoch_s); each epoch "
             "pickles the Monitor's state, a pause the tail may show. The stream's pairs/s is net of a 10-pair "
-            "run's wall time (start-up and the end-of-topic detection). The drift figure is synthetic (in-process Monitor, demo-like density), "
-            "not the demo's."
+            "run's wall time (start-up and the end-of-topic detection). The drift figure is synthetic "
+            "(in-process Monitor, demo-like density), not the demo's."
         ),
         "wall_s": round(time.perf_counter() - began, 1),
         "load_avg_1m_at_start": round(load, 2),
