@@ -53,14 +53,23 @@ class LivePlan:
 
     @property
     def drift(self) -> str:
-        return f"city={self.city},speed={self.speed:g},after={self.after_ms // 60_000}m"
+        return f"city={self.city},speed={self.speed:g},after={self.after_ms // 1000}s"
 
 
 @contextmanager
-def background(args: Sequence[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """`affresco <args>` in a child process, stopped (SIGINT, then SIGTERM, then SIGKILL) on the way out."""
-    console.print(f"[bold cyan]$ affresco {' '.join(args)}[/]  (in the background)", highlight=False)
-    child = subprocess.Popen([sys.executable, "-m", "affresco.cli", *args], env={**os.environ, **(env or {})})
+def background(
+    args: Sequence[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`affresco <args>` in a child process (its output to `log` if given), stopped (SIGINT, then
+    SIGTERM, then SIGKILL) on the way out."""
+    shown = f"  > {log}" if log is not None else ""
+    console.print(f"[bold cyan]$ affresco {' '.join(args)}[/]{shown}  (in the background)", highlight=False)
+    out = None
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out = log.open("ab")
+    child = subprocess.Popen([sys.executable, "-m", "affresco.cli", *args], env={**os.environ, **(env or {})},
+                             stdout=out, stderr=out)  # fmt: skip
     try:
         yield child
     finally:
@@ -72,6 +81,8 @@ def background(args: Sequence[str], env: dict[str, str] | None = None) -> Iterat
                 child.wait(timeout=wait_s)
             except subprocess.TimeoutExpired:
                 continue
+        if out is not None:
+            out.close()
 
 
 def _free_port() -> int:
@@ -273,6 +284,9 @@ def live_part(
     from models.bundle import load_bundle
     from models.registry import ModelRegistry
 
+    # The drift starts on a 10-minute boundary, with one whole window before it to compare with.
+    after_ms = max(after_ms, -(-start_ms // _TEN_MIN_MS) * _TEN_MIN_MS + _TEN_MIN_MS - start_ms)
+    after_ms = -(-after_ms // 1000) * 1000  # whole seconds, as --drift takes it
     state = ModelRegistry(settings).state()
     alias = next((a for a in state.aliases_of("eta") if a.alias == "prod"), None)
     if alias is None:
@@ -293,11 +307,12 @@ def live_part(
     started = time.monotonic()
     # The processor follows the topics so that the service reads fresh features (it follows the
     # store as a secondary, every AFFRESCO_SERVING_STORE_FOLLOW_MS).
-    with background(["process", "run", *groups]) as processor, serving() as url:
+    processor_log = data_dir.absolute() / "logs" / "demo-processor.log"
+    with background(["process", "run", *groups], log=processor_log) as processor, serving() as url:
         run(["simulate", "--events", "5000000", "--seed", str(seed), "--start", str(start_ms), "--until",
              str(end_ms), "--rate", f"{rate:g}", "--drift", plan.drift, "--predict-url", url])  # fmt: skip
         if processor.poll() is not None:
-            fail(f"the background processor exited with {processor.returncode}")
+            fail(f"the background processor exited with {processor.returncode} (see {processor_log})")
     live_s = time.monotonic() - started
 
     step("16. Monitoring: predictions joined with the trips' outcomes, metrics and alerts per partition")

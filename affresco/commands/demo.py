@@ -71,7 +71,11 @@ def demo(
     days: float = typer.Option(7.0, "--days", min=0.05, help="Simulated history: from this many days ago."),
     seed: int = typer.Option(7, "--seed", help="Simulation seed."),
     live_minutes: int = typer.Option(
-        60, "--live", min=20, max=240, help="Minutes of live traffic at the end: the history stops that long ago."
+        90,
+        "--live",
+        min=40,
+        max=240,
+        help="Minutes of live traffic at the end: the history stops that long ago (its last trips must end too).",
     ),
     drift_city: str | None = typer.Option(
         None, "--drift-city", help="The city that drives slower in the live traffic.", show_default="the busiest now"
