@@ -260,7 +260,7 @@ def report_path(data_dir: Path, model: str) -> Path:
 # The monitoring step, one command: `monitor run <model> --until-idle` (the stream processor) takes
 # the same spec and publishes the same events.
 def monitor_command(spec: Path) -> list[str]:
-    return ["monitor", "run", "eta", "--spec", str(spec), "--until-idle"]
+    return ["monitor", "replay", "--spec", str(spec), "--publish"]
 
 
 def live_part(
