@@ -40,17 +40,19 @@ class Monitor:
         self.alerts = AlertBook(rules, {r.name: definition.window_of(r) for r in rules})
         self.skipped: dict[str, int] = {}  # inputs not monitored, by reason
 
-    def prediction(self, event: PredictionEvent) -> list[Output]:
-        """Take one prediction event of the monitored model."""
-        if event.model != self.definition.model:
+    def prediction(self, event: PredictionEvent | Mapping[str, Any]) -> list[Output]:
+        """Take one prediction of the monitored model: the event, or its validated fields (the stream
+        processor's decoded rows are the event's own field dict, so nothing is built again per event)."""
+        fields = event if isinstance(event, Mapping) else event.__dict__
+        if fields["model"] != self.definition.model:
             return self._skip("other_model")
-        if event.join_key is None:
+        join_key, request_id = fields["join_key"], fields["request_id"]
+        if join_key is None:
             return self._skip("prediction_without_join_key")
-        payload = [event.model_version, event.partition, event.prediction]
-        if event.request_id not in self.join.seen_ids:  # a duplicate is counted by the join, not described twice
-            self.traffic.add(event)
-        return self._paired(self.join.add_prediction(Prediction(event.request_id, event.join_key,
-                                                                event.event_time, payload)))  # fmt: skip
+        if request_id not in self.join.seen_ids:  # a duplicate is counted by the join, not described twice
+            self.traffic.add(fields)
+        payload = [fields["model_version"], fields["partition"], fields["prediction"]]
+        return self._paired(self.join.add_prediction(Prediction(request_id, join_key, fields["event_time"], payload)))
 
     def outcome(self, event: Event | Mapping[str, Any]) -> list[Output]:
         """Take one outcome event (of the spec's type), or its fields: its join key, its time, its label

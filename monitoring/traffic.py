@@ -65,29 +65,32 @@ class TrafficWindows:
         """Predictions for a window already published: counted, not added."""
         return self.windows.late
 
-    def add(self, event: Prediction) -> None:
-        scopes: tuple[tuple[Scope, int | None, str | None], ...] = (
-            ("version", event.model_version, None), ("partition", event.model_version, event.partition),
-        )  # fmt: skip
-        row = {**event.inputs, **event.features}
-        nulls = sum(v is None for v in event.features.values())
-        ages = [event.event_time - t for t in event.feature_times.values() if t is not None]
-        fallback = self._fallback(event)
-        for w in self.windows.windows_of(event.event_time, event.model, scopes):
+    def add(self, prediction: Prediction | Mapping[str, Any]) -> None:
+        """Take one prediction: the event, or its fields."""
+        event = prediction if isinstance(prediction, Mapping) else prediction.__dict__
+        version, partition, time_ms = event["model_version"], event["partition"], event["event_time"]
+        features: Mapping[str, Any] = event["features"]
+        scopes: tuple[tuple[Scope, int | None, str | None], ...] = (("version", version, None),
+                                                                    ("partition", version, partition))  # fmt: skip
+        row = {**event["inputs"], **features}
+        nulls = sum(v is None for v in features.values())
+        ages = [time_ms - t for t in event["feature_times"].values() if t is not None]
+        fallback = self._fallback(version, partition, event["entity_keys"])
+        latency, prediction = event["latency_ms"], event["prediction"]
+        for w in self.windows.windows_of(time_ms, event["model"], scopes):
             w.rows.append(row)
-            w.predictions.append(event.prediction)
+            w.predictions.append(prediction)
             w.missing += nulls
-            w.stored += len(event.features)
-            if event.latency_ms is not None:
-                w.latencies.append(event.latency_ms)
+            w.stored += len(features)
+            if latency is not None:
+                w.latencies.append(latency)
             w.ages += ages
             if fallback is not None:
                 w.routed += 1
                 w.fallbacks += fallback
 
-    def _fallback(self, event: Prediction) -> bool | None:
+    def _fallback(self, version: int, partition: str, entity_keys: Mapping[str, str]) -> bool | None:
         """Whether a coarser node served it than the deepest on its path (None: the tree is unknown)."""
-        version = event.model_version
         if version not in self._trees:
             manifest = self.manifest_of(version)
             try:
@@ -100,7 +103,7 @@ class TrafficWindows:
         if tree is None:
             return None
         levels, serves = tree
-        return event.partition != route(levels, serves, event.entity_keys)
+        return partition != route(levels, serves, entity_keys)
 
     def close(self, watermark_ms: int | None = None) -> list[WindowMetric]:
         return [m for key, w in self.windows.ready(watermark_ms) for m in self._metrics(key, w)]

@@ -15,6 +15,7 @@ predicted probability and the observed rate over ten reliability bins) and, per 
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
@@ -44,6 +45,8 @@ class TumblingWindows(Generic[S]):
         self.open: dict[WindowKey, S] = {}
         self.closed_until: int | None = None  # windows ending at or before this were published
         self.late = 0  # items that came for a window already published
+        # (end, key) of every open window: `ready` runs on every input, so it must not look at them all.
+        self._ends: list[tuple[int, WindowKey]] = []
 
     def windows_of(self, time_ms: int, model: str, scopes: Iterable[tuple[Scope, int | None, str | None]]) -> list[S]:
         """The open windows (made if new) an item at `time_ms` belongs to, in every length and scope."""
@@ -58,18 +61,36 @@ class TumblingWindows(Generic[S]):
                 window = self.open.get(key)
                 if window is None:
                     window = self.open[key] = self.new()
+                    heapq.heappush(self._ends, (start + length, key))
                 found.append(window)
         self.late += late
         return found
 
     def ready(self, watermark_ms: int | None) -> list[tuple[WindowKey, S]]:
         """Take every window ending at or before `watermark_ms` (None: all), in time order."""
-        keys = sorted(k for k in self.open if watermark_ms is None or k[1] + k[0] <= watermark_ms)
+        if watermark_ms is None:
+            keys = sorted(self.open)
+            self._ends = []
+        else:
+            keys = []
+            while self._ends and self._ends[0][0] <= watermark_ms:
+                keys.append(heapq.heappop(self._ends)[1])
+            keys.sort()
         # Everything up to here is published now: an item for it later is late, never a second window.
         until = watermark_ms if watermark_ms is not None else max((k[1] + k[0] for k in keys), default=None)
         if until is not None:
             self.closed_until = max(self.closed_until or until, until)
         return [(key, self.open.pop(key)) for key in keys]
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        del state["_ends"]  # rebuilt from the open windows: a smaller snapshot
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._ends = [(key[1] + key[0], key) for key in self.open]
+        heapq.heapify(self._ends)
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ class _MonitorLogic(StatefulBatchLogic[_Batch, _Published, bytes]):
         monitor = self.monitor
         for _, kind, fields in inputs:
             if kind == 0:
-                outputs += monitor.prediction(PredictionEvent.model_construct(**fields))
+                outputs += monitor.prediction(fields)
             else:
                 outputs += monitor.outcome(fields)
         return ([_Published(read_at, outputs)] if outputs else []), StatefulBatchLogic.RETAIN
