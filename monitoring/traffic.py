@@ -76,10 +76,10 @@ class TrafficWindows:
         nulls = sum(v is None for v in features.values())
         ages = [time_ms - t for t in event["feature_times"].values() if t is not None]
         fallback = self._fallback(version, partition, event["entity_keys"])
-        latency, prediction = event["latency_ms"], event["prediction"]
+        latency, predicted = event["latency_ms"], event["prediction"]
         for w in self.windows.windows_of(time_ms, event["model"], scopes):
             w.rows.append(row)
-            w.predictions.append(prediction)
+            w.predictions.append(predicted)
             w.missing += nulls
             w.stored += len(features)
             if latency is not None:
