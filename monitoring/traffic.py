@@ -30,7 +30,7 @@ import numpy as np
 from models.inputs import ModelInputs
 from models.partitions import route
 from monitoring.drift import ks_statistic, psi
-from monitoring.windows import Scope, TumblingWindows, WindowKey, WindowMetric
+from monitoring.windows import TumblingWindows, WindowKey, WindowMetric
 from streams.events.platform import Prediction
 
 __all__ = ["DRIFT_MIN_PREDICTIONS", "TrafficWindows"]
@@ -53,10 +53,18 @@ class _Traffic:
     routed: int = 0  # predictions whose partition tree is known (the version's bundle)
     fallbacks: int = 0
 
+    @staticmethod
+    def merged(parts: list[_Traffic]) -> _Traffic:
+        return _Traffic(
+            [r for w in parts for r in w.rows], [p for w in parts for p in w.predictions],
+            sum(w.missing for w in parts), sum(w.stored for w in parts), [x for w in parts for x in w.latencies],
+            [a for w in parts for a in w.ages], sum(w.routed for w in parts), sum(w.fallbacks for w in parts),
+        )  # fmt: skip
+
 
 class TrafficWindows:
     def __init__(self, windows_ms: tuple[int, ...], manifest_of: Callable[[int], Manifest | None]) -> None:
-        self.windows = TumblingWindows(windows_ms, _Traffic)
+        self.windows = TumblingWindows(windows_ms, _Traffic, _Traffic.merged, rollups=("version",))
         self.manifest_of = manifest_of  # version -> its bundle's manifest (None: unknown)
         self._trees: dict[int, tuple[tuple[str, ...], dict[str, str]] | None] = {}  # version -> levels, serves
 
@@ -70,14 +78,12 @@ class TrafficWindows:
         event = prediction if isinstance(prediction, Mapping) else prediction.__dict__
         version, partition, time_ms = event["model_version"], event["partition"], event["event_time"]
         features: Mapping[str, Any] = event["features"]
-        scopes: tuple[tuple[Scope, int | None, str | None], ...] = (("version", version, None),
-                                                                    ("partition", version, partition))  # fmt: skip
         row = {**event["inputs"], **features}
         nulls = sum(v is None for v in features.values())
         ages = [time_ms - t for t in event["feature_times"].values() if t is not None]
         fallback = self._fallback(version, partition, event["entity_keys"])
         latency, predicted = event["latency_ms"], event["prediction"]
-        for w in self.windows.windows_of(time_ms, event["model"], scopes):
+        for w in self.windows.windows_of(time_ms, event["model"], version, partition):
             w.rows.append(row)
             w.predictions.append(predicted)
             w.missing += nulls

@@ -33,54 +33,72 @@ S = TypeVar("S")
 
 
 class TumblingWindows(Generic[S]):
-    """Open windows of each length, per scope, and the one rule of closing them (accuracy and traffic).
+    """Open windows of each length per (model, version, partition node), the one rule of closing
+    them, and the coarser scopes rolled up from them as they close (accuracy and traffic).
 
-    A window closes once the watermark reaches its end and is then published once: an item for a
-    window already published is counted (`late`) and kept out, since publishing that window again
-    would count its items twice.
+    An item is kept once per window length, in its partition node's window; when a span closes, the
+    model's and each version's window of it are merged from its nodes' windows (`merge`), so an
+    item costs one append per length, not one per scope. A window closes once the watermark reaches
+    its end and is then published once: an item for a window already published is counted (`late`)
+    and kept out, since publishing that window again would count its items twice.
     """
 
-    def __init__(self, windows_ms: tuple[int, ...], new: Callable[[], S]) -> None:
-        self.windows_ms, self.new = windows_ms, new
-        self.open: dict[WindowKey, S] = {}
+    def __init__(
+        self, windows_ms: tuple[int, ...], new: Callable[[], S], merge: Callable[[list[S]], S],
+        rollups: tuple[Scope, ...] = ("model", "version"),
+    ) -> None:  # fmt: skip
+        self.windows_ms, self.new, self.merge, self.rollups = windows_ms, new, merge, rollups
+        self.open: dict[WindowKey, S] = {}  # partition-scope windows only
         self.closed_until: int | None = None  # windows ending at or before this were published
         self.late = 0  # items that came for a window already published
         # (end, key) of every open window: `ready` runs on every input, so it must not look at them all.
         self._ends: list[tuple[int, WindowKey]] = []
 
-    def windows_of(self, time_ms: int, model: str, scopes: Iterable[tuple[Scope, int | None, str | None]]) -> list[S]:
-        """The open windows (made if new) an item at `time_ms` belongs to, in every length and scope."""
-        scopes, found, late = tuple(scopes), [], False
+    @property
+    def next_end(self) -> int | None:
+        """The end of the earliest open window (None: none is open)."""
+        return self._ends[0][0] if self._ends else None
+
+    def windows_of(self, time_ms: int, model: str, version: int, partition: str) -> list[S]:
+        """The open windows (made if new) of a partition node that an item at `time_ms` belongs to,
+        one per length."""
+        found, late = [], False
         for length in self.windows_ms:
             start = time_ms - time_ms % length
             if self.closed_until is not None and start + length <= self.closed_until:
                 late = True
                 continue
-            for scope, version, partition in scopes:
-                key = (length, start, scope, model, version, partition)
-                window = self.open.get(key)
-                if window is None:
-                    window = self.open[key] = self.new()
-                    heapq.heappush(self._ends, (start + length, key))
-                found.append(window)
+            key: WindowKey = (length, start, "partition", model, version, partition)
+            window = self.open.get(key)
+            if window is None:
+                window = self.open[key] = self.new()
+                heapq.heappush(self._ends, (start + length, key))
+            found.append(window)
         self.late += late
         return found
 
     def ready(self, watermark_ms: int | None) -> list[tuple[WindowKey, S]]:
-        """Take every window ending at or before `watermark_ms` (None: all), in time order."""
+        """Take every window ending at or before `watermark_ms` (None: all), with the scopes rolled
+        up from them, in time order."""
         if watermark_ms is None:
-            keys = sorted(self.open)
+            keys = list(self.open)
             self._ends = []
         else:
             keys = []
             while self._ends and self._ends[0][0] <= watermark_ms:
                 keys.append(heapq.heappop(self._ends)[1])
-            keys.sort()
         # Everything up to here is published now: an item for it later is late, never a second window.
         until = watermark_ms if watermark_ms is not None else max((k[1] + k[0] for k in keys), default=None)
         if until is not None:
             self.closed_until = max(self.closed_until or until, until)
-        return [(key, self.open.pop(key)) for key in keys]
+        taken = {key: self.open.pop(key) for key in sorted(keys)}
+        rolled: dict[WindowKey, list[S]] = {}
+        for (length, start, _, model, version, _), window in taken.items():
+            for scope in self.rollups:
+                rolled.setdefault((length, start, scope, model, None if scope == "model" else version, None),
+                                  []).append(window)  # fmt: skip
+        out = [*taken.items(), *((key, self.merge(parts)) for key, parts in rolled.items())]
+        return sorted(out, key=lambda item: _order(item[0]))
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
@@ -91,6 +109,11 @@ class TumblingWindows(Generic[S]):
         self.__dict__.update(state)
         self._ends = [(key[1] + key[0], key) for key in self.open]
         heapq.heapify(self._ends)
+
+
+def _order(key: WindowKey) -> tuple[object, ...]:
+    length, start, scope, model, version, partition = key
+    return length, start, scope, model, -1 if version is None else version, partition or ""
 
 
 @dataclass(frozen=True)
@@ -133,11 +156,15 @@ class _Window:
     labels: list[float] = field(default_factory=list)
     predictions: list[float] = field(default_factory=list)
 
+    @staticmethod
+    def merged(parts: list[_Window]) -> _Window:
+        return _Window([y for w in parts for y in w.labels], [p for w in parts for p in w.predictions])
+
 
 class WindowedMetrics:
     def __init__(self, task: str, windows_ms: tuple[int, ...]) -> None:
         self.task = task  # regression or binary
-        self.windows = TumblingWindows(windows_ms, _Window)
+        self.windows = TumblingWindows(windows_ms, _Window, _Window.merged)
 
     @property
     def open(self) -> dict[WindowKey, _Window]:
@@ -149,10 +176,7 @@ class WindowedMetrics:
         return self.windows.late
 
     def add(self, pair: JoinedPair) -> None:
-        scopes: tuple[tuple[Scope, int | None, str | None], ...] = (
-            ("model", None, None), ("version", pair.version, None), ("partition", pair.version, pair.partition),
-        )  # fmt: skip
-        for window in self.windows.windows_of(pair.outcome_time_ms, pair.model, scopes):
+        for window in self.windows.windows_of(pair.outcome_time_ms, pair.model, pair.version, pair.partition):
             window.labels.append(pair.label)
             window.predictions.append(pair.prediction)
 

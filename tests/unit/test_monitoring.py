@@ -264,7 +264,11 @@ def test_window_metrics_are_the_training_metrics_of_the_pairs_in_each_window_and
             "count": float(len(inside)),
             **regression_metrics(np.array([p.label for p in inside]), np.array([p.prediction for p in inside])),
         }
-        assert m.value == expected[m.metric] and m.count == len(inside), m
+        # The model's and versions' windows are merged from their nodes' windows: the same pairs,
+        # summed in another order, so equal to the last bits only on a node's own window.
+        exact = m.scope == "partition"
+        assert m.value == (expected[m.metric] if exact else pytest.approx(expected[m.metric], rel=1e-12)), m
+        assert m.count == len(inside), m
         assert m.event().value == m.value  # a valid MonitoringMetric event
     model_counts = [m.count for m in metrics if m.scope == "model" and m.metric == "count" and m.window_ms == 600_000]
     assert sum(model_counts) == len(pairs)
