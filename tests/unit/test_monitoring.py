@@ -234,7 +234,7 @@ def test_a_bad_monitoring_spec_names_every_problem_with_its_line(tmp_path: Path)
     assert "no field 'trip_number'" in text and "unknown metric 'auc' for a regression model" in text
     with pytest.raises(MonitorSpecError, match="no model 'eta' is registered"):
         load_monitor_spec(SPEC, {"other": "binary"})
-    spec.write_text(SPEC.read_text().replace("above: 0.25", "above: 0.25\n    below: 0.1"))
+    spec.write_text(SPEC.read_text().replace("above: 0.3", "above: 0.3\n    below: 0.1"))
     with pytest.raises(MonitorSpecError, match="exactly one of `above` or `below`"):
         load_monitor_spec(spec, {"eta": "regression"})
 
