@@ -8,7 +8,7 @@ Four figures (issue 12), printed as one JSON line:
    prediction; spec: 2 h horizon, 1 min lateness, 10 min and 1 h windows) — the events built
    beforehand, the wall time of feeding them and `close()`, with the processor's GC thresholds.
    Beside it: `as_processor`, the very stateful step of `affresco monitor run`
-   (`_MonitorLogic.on_batch`: batches of `--batch-size` decoded field dicts, sorted), and
+   (`MonitorStep.on_batch`: batches of `--batch-size` decoded field dicts, sorted), and
    `join_only_pairs_per_s`, `monitoring.join.PairJoin` alone. A short cProfile of the processor
    step says where its time goes.
 2. **The stream processor** (`pairs_per_s_stream`): `affresco monitor run --until-idle` over
@@ -72,7 +72,7 @@ from models.registry import ModelRegistry
 from monitoring.join import Outcome, PairJoin, Prediction
 from monitoring.monitor import Monitor
 from monitoring.spec import MonitorDefinition, load_monitor_spec
-from processors.runtime.monitor_flow import Inputs, _Batch, _MonitorLogic
+from processors.runtime.monitor_flow import Inputs, MonitorInputs, MonitorStep
 from streams.admin import TopicAdmin, TopicSpec
 from streams.events.platform import Alert, MonitoringMetric
 from streams.events.platform import Outcome as OutcomeEvent
@@ -168,11 +168,11 @@ def bench_core(definition: MonitorDefinition, n: int, batch_size: int, profile_p
 
     # The processor's stateful step, as `monitor run` calls it: decoded field dicts in batches.
     def as_processor(items: Inputs) -> tuple[float, int, int]:
-        logic = _MonitorLogic(Monitor(definition), None, close_at_end=True)
+        logic = MonitorStep(Monitor(definition), None, close_at_end=True)
         out = 0
         began = time.perf_counter()
         for i in range(0, len(items), batch_size):
-            published, _ = logic.on_batch([_Batch(time.monotonic(), items[i : i + batch_size])])
+            published, _ = logic.on_batch([MonitorInputs(time.monotonic(), items[i : i + batch_size])])
             out += sum(len(p.outputs) for p in published)
         out += sum(len(p.outputs) for p in logic.on_eof()[0])
         return time.perf_counter() - began, out, logic.monitor.counts()["predictions"].get("paired", 0)

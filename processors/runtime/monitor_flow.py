@@ -52,7 +52,7 @@ from streams.producer import EventProducer, event_headers
 from streams.settings import KafkaSettings
 from streams.topics import Topics
 
-__all__ = ["MonitorCounters", "MonitorOptions", "build_monitor_flow", "run_monitor"]
+__all__ = ["MonitorCounters", "MonitorInputs", "MonitorOptions", "MonitorStep", "build_monitor_flow", "run_monitor"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,9 @@ Inputs = list[tuple[int, int, Mapping[str, Any]]]
 
 
 @dataclass(frozen=True)
-class _Batch:
+class MonitorInputs:
+    """One poll's predictions and outcomes, as the stateful step takes them."""
+
     read_at: float  # time.monotonic() when the poll was split (for the output latency)
     inputs: Inputs
 
@@ -134,20 +136,22 @@ class _Split:
             dead += [dataclasses.replace(d, group=group) for d in poll.dead]
             out.append(TopicCounts(poll.topic, poll.read, poll.skipped, Counter(d.reason for d in poll.dead)))
         if inputs:
-            out.append(_Batch(time.monotonic(), inputs))
+            out.append(MonitorInputs(time.monotonic(), inputs))
         if dead:
             out.append(DeadLetterBatch(dead))
         return out
 
 
-class _MonitorLogic(StatefulBatchLogic[_Batch, _Published, bytes]):
+class MonitorStep(StatefulBatchLogic[MonitorInputs, _Published, bytes]):
+    """The flow's one stateful step: the model's `Monitor`, fed each batch in event time, snapshotted."""
+
     def __init__(self, monitor: Monitor, resume: bytes | None, close_at_end: bool) -> None:
         self.monitor = monitor
         self.close_at_end = close_at_end
         if resume is not None:
             monitor.restore(resume)
 
-    def on_batch(self, values: list[_Batch]) -> tuple[list[_Published], bool]:
+    def on_batch(self, values: list[MonitorInputs]) -> tuple[list[_Published], bool]:
         read_at = min(v.read_at for v in values)
         inputs = [item for batch in values for item in batch.inputs]
         inputs.sort(key=lambda e: (e[0], e[1]))
@@ -253,14 +257,14 @@ def build_monitor_flow(
     flow = Dataflow(f"affresco_monitor_{definition.model}")
     polls = op.input("kafka", flow, source)
     split = op.flat_map_batch("split", polls, _Split(definition, predictions))
-    batches = op.filter("inputs", split, lambda x: isinstance(x, _Batch))
-    others = op.filter("others", split, lambda x: not isinstance(x, _Batch))
+    batches = op.filter("inputs", split, lambda x: isinstance(x, MonitorInputs))
+    others = op.filter("others", split, lambda x: not isinstance(x, MonitorInputs))
     keyed = op.key_on("model", batches, lambda _: definition.model)
 
-    def logic(resume: bytes | None) -> _MonitorLogic:
+    def logic(resume: bytes | None) -> MonitorStep:
         monitor = Monitor(definition, manifest_of)
         counters.monitor = monitor
-        return _MonitorLogic(monitor, resume, close_at_end=options.until_idle)
+        return MonitorStep(monitor, resume, close_at_end=options.until_idle)
 
     outputs = op.stateful_batch("monitor", keyed, logic)
     merged = op.merge("merge", op.key_rm("unkey", outputs), others)
