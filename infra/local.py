@@ -1,4 +1,4 @@
-"""`LocalInfra`: start, check and stop the local Kafka and Cassandra servers.
+"""`LocalInfra`: start, check and stop the local Kafka, Cassandra and Flink servers.
 
 >>> infra = LocalInfra(InfraSettings())                  # doctest: +SKIP
 >>> infra.up({"kafka", "cassandra"})                     # doctest: +SKIP
@@ -10,6 +10,8 @@
 
 `up` is idempotent: a server it started earlier (found by pid file, or by the marker arguments
 on its java command line) is reused, and so is any server already answering on the port.
+A server of several processes (Flink: JobManager + TaskManagers, see `Server.companions`) is
+started, awaited and stopped as one; reusing it restarts any of its companions that died.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import signal
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +36,7 @@ from infra.exceptions import (
     ServiceStopError,
     UnknownServiceError,
 )
+from infra.flink import FlinkServer
 from infra.kafka import KafkaServer
 from infra.ports import accepts_connections, can_bind, listener_pid
 from infra.process import (
@@ -50,7 +54,7 @@ from infra.process import (
     wait_gone,
     write_pid,
 )
-from infra.server import Server
+from infra.server import Companion, Server
 from infra.settings import InfraSettings
 
 __all__ = ["DEFAULT_SERVICES", "SERVICES", "LocalInfra", "ServiceStatus", "UpResult"]
@@ -58,12 +62,12 @@ __all__ = ["DEFAULT_SERVICES", "SERVICES", "LocalInfra", "ServiceStatus", "UpRes
 logger = logging.getLogger(__name__)
 
 #: Every service `LocalInfra` manages, in the order they are reported.
-SERVICES: tuple[str, ...] = ("kafka", "cassandra")
-#: What `up` starts when not told otherwise (Cassandra is opt-in: it takes a 1 GB heap).
+SERVICES: tuple[str, ...] = ("kafka", "cassandra", "flink")
+#: What `up` starts when not told otherwise (Cassandra and Flink are opt-in: they take GBs of memory).
 DEFAULT_SERVICES: frozenset[str] = frozenset({"kafka"})
 
-_SERVER_TYPES: dict[str, type[Server]] = {"kafka": KafkaServer, "cassandra": CassandraServer}
-_SPAWN_ORDER = ("cassandra", "kafka")  # slowest first: Kafka formats and boots while Cassandra does
+_SERVER_TYPES: dict[str, type[Server]] = {"kafka": KafkaServer, "cassandra": CassandraServer, "flink": FlinkServer}
+_SPAWN_ORDER = ("flink", "cassandra", "kafka")  # slowest first: Kafka formats and boots while the others do
 _PROBE_TIMEOUT_S = 3.0
 _KILL_WAIT_S = 10.0
 _LOG_LINES = 40
@@ -107,7 +111,7 @@ class UpResult(BaseModel):
 
 
 class LocalInfra:
-    """The local Kafka (KRaft) and Cassandra servers under one data directory."""
+    """The local Kafka (KRaft), Cassandra and Flink servers under one data directory."""
 
     def __init__(self, settings: InfraSettings | None = None) -> None:
         self.settings = settings if settings is not None else InfraSettings()
@@ -116,7 +120,7 @@ class LocalInfra:
         self.started_by_this_process: set[str] = set()
 
     def server(self, name: str) -> Server:
-        """The server definition called `name` ("kafka" or "cassandra")."""
+        """The server definition called `name` ("kafka", "cassandra" or "flink")."""
         return self._servers[_select([name])[0]]
 
     def fetch(self, services: Iterable[str] | None = None, *, force: bool = False) -> set[str]:
@@ -147,14 +151,14 @@ class LocalInfra:
                 to_start.append(server)
 
         for server in to_start:
-            server.check_java()
+            server.preflight()
             if server.name == "cassandra":
                 _require_cassandra_driver()
         for server in to_start:
             server.fetch()
 
         errors: list[str] = []
-        pending: list[tuple[Server, int, float, int]] = []
+        pending: list[tuple[Server, int, float, int, list[_Spawned]]] = []
         for server in to_start:
             started = time.monotonic()
             try:
@@ -174,7 +178,12 @@ class LocalInfra:
             logger.info(
                 "started %s %s (pid %d), waiting for it on %s", server.name, server.version, pid, server.address
             )
-            pending.append((server, pid, started, offset))
+            try:
+                companions = [self._spawn_companion(server, companion) for companion in server.companions()]
+            except OSError as exc:
+                errors.append(f"{server.name} could not start all its processes: {exc}")
+                continue
+            pending.append((server, pid, started, offset, companions))
 
         # Wait for all at once, so each start time is its own and not the sum of the waits.
         with ThreadPoolExecutor(max_workers=max(1, len(pending)), thread_name_prefix="infra-wait") as pool:
@@ -199,9 +208,11 @@ class LocalInfra:
         Returns the names of the services stopped.
         """
         targets: dict[int, Server] = {}
+        stopping: list[Server] = []
         for name in _select(services or SERVICES):
             server = self._servers[name]
-            pids = set(find_processes(server.markers))
+            stopping.append(server)
+            pids = set(find_processes(server.member_markers)) | server.helper_pids()
             recorded = read_pid(server.paths.pid_file)
             if recorded is not None and recorded not in pids and is_alive(recorded):
                 logger.warning(
@@ -209,7 +220,7 @@ class LocalInfra:
                     name, server.paths.pid_file, recorded, name, _describe(recorded),
                 )  # fmt: skip
             if not pids:
-                remove_pid(server.paths.pid_file)
+                self._remove_pids(server)
             for pid in sorted(pids):
                 logger.info("stopping %s (pid %d)", name, pid)
                 send_signal(pid, signal.SIGTERM)
@@ -236,8 +247,9 @@ class LocalInfra:
                 msg = f"could not stop pids {sorted(survivors)} even with SIGKILL; they are left running"
                 raise ServiceStopError(msg)
         wait_gone(targets, 0)  # reap our children
+        self._stop_helpers(stopping)
         for server in set(targets.values()):
-            remove_pid(server.paths.pid_file)
+            self._remove_pids(server)
         return {server.name for server in targets.values()}
 
     def status(self, services: Iterable[str] | None = None) -> list[ServiceStatus]:
@@ -276,8 +288,12 @@ class LocalInfra:
             )
         return statuses
 
-    def _await_start(self, server: Server, pid: int, started: float, log_offset: int) -> UpResult:
-        answer = self._wait_ready(server, pid, started=started, log_offset=log_offset, spawned=True)
+    def _await_start(
+        self, server: Server, pid: int, started: float, log_offset: int, companions: list[_Spawned]
+    ) -> UpResult:
+        answer = self._wait_ready(
+            server, pid, started=started, log_offset=log_offset, spawned=True, companions=companions
+        )
         seconds = self._since(started)
         logger.info("%s answers on %s after %.1f s: %s", server.name, server.address, seconds, answer)
         return UpResult(
@@ -289,7 +305,10 @@ class LocalInfra:
         started = time.monotonic()
         pid = self._find_ours(server, adopt=True)
         if pid is not None:
-            answer = self._wait_ready(server, pid, started=started, log_offset=None, spawned=False)
+            companions = self._restart_dead_companions(server)
+            answer = self._wait_ready(
+                server, pid, started=started, log_offset=None, spawned=False, companions=companions
+            )
             logger.info("%s is already running (pid %d) on %s; reusing it", server.name, pid, server.address)
             return UpResult(
                 name=server.name,
@@ -346,12 +365,23 @@ class LocalInfra:
                 write_pid(pid_file, found[0])
         return found[0] if found else None
 
-    def _wait_ready(self, server: Server, pid: int, *, started: float, log_offset: int | None, spawned: bool) -> str:
+    def _wait_ready(
+        self,
+        server: Server,
+        pid: int,
+        *,
+        started: float,
+        log_offset: int | None,
+        spawned: bool,
+        companions: list[_Spawned] | None = None,
+    ) -> str:
         """Poll until `server` answers its protocol query; return the answer.
 
-        Raises `ServiceStartError` with the end of the log if the process exits or the start
-        timeout passes; a server spawned by this call is stopped on timeout.
+        Raises `ServiceStartError` with the end of the log if the process (or one of the
+        `companions` this call started) exits or the start timeout passes; what this call
+        spawned is stopped on failure.
         """
+        companions = companions or []
         timeout = server.start_timeout_s
         deadline = started + timeout
         last = "its port is not open yet"
@@ -361,7 +391,24 @@ class LocalInfra:
                 remove_pid(server.paths.pid_file)
                 exited = "exited" if code is None else f"exited with code {code}"
                 reason = f"the java process (pid {pid}) {exited} {self._since(started):.1f} s after starting"
+                self._stop_spawned([c.pid for c in companions])
+                if spawned:
+                    self._remove_pids(server)
                 raise ServiceStartError(self._failure(server, reason, log_offset))
+            dead = next((c for c in companions if not is_alive(c.pid)), None)
+            if dead is not None:
+                code = exit_code(dead.pid)
+                exited = "exited" if code is None else f"exited with code {code}"
+                reason = (
+                    f"its {dead.companion.label} (pid {dead.pid}) {exited} {self._since(started):.1f} s after starting"
+                )
+                self._stop_spawned([pid] if spawned else [], [c.pid for c in companions])
+                remove_pid(dead.companion.pid_file)
+                if spawned:
+                    self._remove_pids(server)
+                raise ServiceStartError(
+                    self._failure(server, reason, dead.log_offset, log_file=dead.companion.log_file)
+                )
             if accepts_connections(server.host, server.port):
                 try:
                     return server.probe(min(5.0, max(1.0, deadline - time.monotonic())))
@@ -369,12 +416,10 @@ class LocalInfra:
                     last = str(exc)
             if time.monotonic() >= deadline:
                 env = f"AFFRESCO_INFRA_{server.name.upper()}_START_TIMEOUT_S"
+                self._stop_spawned([c.pid for c in companions])
                 if spawned:
-                    send_signal(pid, signal.SIGTERM)
-                    if wait_gone([pid], self.settings.stop_timeout_s):
-                        send_signal(pid, signal.SIGKILL)
-                        wait_gone([pid], _KILL_WAIT_S)
-                    remove_pid(server.paths.pid_file)
+                    self._stop_spawned([pid])
+                    self._remove_pids(server)
                     reason = (
                         f"it did not answer on {server.address} within {timeout:g} s ({env}), "
                         f"so it was stopped; last error: {last}"
@@ -387,15 +432,78 @@ class LocalInfra:
                 raise ServiceStartError(self._failure(server, reason, log_offset))
             time.sleep(0.25)
 
+    def _spawn_companion(self, server: Server, companion: Companion) -> _Spawned:
+        offset = open_log(companion.log_file, f"starting {companion.label} {server.version}")
+        pid = spawn(companion.command, log_file=companion.log_file, cwd=server.paths.home, env=companion.environment)
+        write_pid(companion.pid_file, pid)
+        logger.info("started %s (pid %d)", companion.label, pid)
+        return _Spawned(companion, pid, offset)
+
+    def _restart_dead_companions(self, server: Server) -> list[_Spawned]:
+        """Start again the companions of a running server whose process is gone (e.g. a killed TaskManager)."""
+        restarted = []
+        for companion in server.companions():
+            recorded = read_pid(companion.pid_file)
+            if recorded is not None and is_server(recorded, companion.markers):
+                continue
+            found = find_processes(companion.markers)
+            if found:
+                write_pid(companion.pid_file, found[0])
+                continue
+            logger.info("%s: %s is not running; starting it again", server.name, companion.label)
+            restarted.append(self._spawn_companion(server, companion))
+        return restarted
+
+    def _stop_spawned(self, *groups: list[int]) -> None:
+        """SIGTERM, then SIGKILL after `stop_timeout_s`, the pids this call spawned."""
+        pids = [pid for group in groups for pid in group]
+        for pid in pids:
+            send_signal(pid, signal.SIGTERM)
+        survivors = wait_gone(pids, self.settings.stop_timeout_s)
+        for pid in survivors:
+            send_signal(pid, signal.SIGKILL)
+        wait_gone(survivors, _KILL_WAIT_S)
+
+    def _stop_helpers(self, servers: list[Server]) -> None:
+        """Kill what the servers' processes left behind (Flink's Python workers) once those are gone."""
+        helpers = {pid for server in servers for pid in server.helper_pids()}
+        if not helpers:
+            return
+        logger.info("stopping %d leftover helper process(es): %s", len(helpers), sorted(helpers))
+        for pid in helpers:
+            send_signal(pid, signal.SIGTERM)
+        survivors = wait_gone(helpers, _KILL_WAIT_S)
+        for pid in survivors:
+            send_signal(pid, signal.SIGKILL)
+        if wait_gone(survivors, _KILL_WAIT_S):
+            msg = f"could not stop helper pids {sorted(survivors)} even with SIGKILL; they are left running"
+            raise ServiceStopError(msg)
+
     @staticmethod
-    def _failure(server: Server, reason: str, log_offset: int | None) -> str:
-        lines = tail(server.paths.log_file, _LOG_LINES, log_offset or 0)
-        log = f"last lines of {server.paths.log_file}:\n{lines}" if lines else f"{server.paths.log_file} is empty"
+    def _remove_pids(server: Server) -> None:
+        remove_pid(server.paths.pid_file)
+        for companion in server.companions():
+            remove_pid(companion.pid_file)
+
+    @staticmethod
+    def _failure(server: Server, reason: str, log_offset: int | None, *, log_file: Path | None = None) -> str:
+        log_file = log_file or server.paths.log_file
+        lines = tail(log_file, _LOG_LINES, log_offset or 0)
+        log = f"last lines of {log_file}:\n{lines}" if lines else f"{log_file} is empty"
         return f"{server.name} {server.version} failed to start: {reason}.\n{log}"
 
     @staticmethod
     def _since(started: float) -> float:
         return time.monotonic() - started
+
+
+@dataclass(frozen=True)
+class _Spawned:
+    """A companion process this object started, and where its log was when it did."""
+
+    companion: Companion
+    pid: int
+    log_offset: int
 
 
 def _select(services: Iterable[str]) -> list[str]:

@@ -6,6 +6,8 @@ import logging
 import os
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,13 +17,34 @@ from infra.paths import ServicePaths, service_paths
 from infra.process import marker_args
 from infra.settings import InfraSettings
 
-__all__ = ["Server", "heap_flags", "java_major_version"]
+__all__ = ["Companion", "Server", "heap_flags", "java_major_version"]
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Companion:
+    """A further process of a server, started beside its main one and stopped with it (a Flink TaskManager).
+
+    `markers` are on its java command line and tell it from the server's other processes.
+    """
+
+    label: str
+    command: list[str]
+    environment: Mapping[str, str] = field(repr=False)
+    log_file: Path
+    pid_file: Path
+    markers: list[str]
+
+
 class Server(ABC):
-    """One local server (Kafka or Cassandra), as configured by `InfraSettings`."""
+    """One local server (Kafka, Cassandra or Flink), as configured by `InfraSettings`.
+
+    Most servers are one java process. A server made of several (Flink: a JobManager and its
+    TaskManagers) names its main process with `markers`, its other processes with `companions()`,
+    the markers all of them carry with `member_markers`, and any non-java processes they leave
+    behind with `helper_pids()`.
+    """
 
     name: ClassVar[str]
     #: Java major versions the server runs on, inclusive.
@@ -81,6 +104,23 @@ class Server(ABC):
     def markers(self) -> list[str]:
         """Arguments on our java command line that identify this server and data directory."""
         return marker_args(self.name, self.settings.data_dir)
+
+    @property
+    def member_markers(self) -> list[str]:
+        """Markers every process of this server carries: `down` stops all processes that have them."""
+        return self.markers
+
+    def companions(self) -> list[Companion]:
+        """The server's further processes, started after the main one (default: none)."""
+        return []
+
+    def helper_pids(self) -> set[int]:
+        """Non-java processes of this server (e.g. Python workers) that `down` must stop too (default: none)."""
+        return set()
+
+    def preflight(self) -> None:
+        """Refuse to start when something the server needs is missing (default: the Java check)."""
+        self.check_java()
 
     def fetch(self, *, force: bool = False) -> bool:
         """Download the jars unless already there; True if Maven ran."""

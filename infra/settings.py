@@ -1,4 +1,4 @@
-"""Settings of the local Kafka and Cassandra servers, read from `AFFRESCO_INFRA_*` environment variables."""
+"""Settings of the local Kafka, Cassandra and Flink servers, read from `AFFRESCO_INFRA_*` environment variables."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ DEFAULT_JAVA_HOME = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 
 _VERSION = r"^\d+\.\d+\.\d+$"
 _HEAP = r"^[1-9]\d*[kKmMgG]?$"
+_FLINK_MEMORY = r"^[1-9]\d*[mg]$"
 
 
 class InfraSettings(BaseSettings):
@@ -38,12 +39,37 @@ class InfraSettings(BaseSettings):
     kafka_version: str = Field("4.1.1", pattern=_VERSION)
     kafka_log4j_version: str = Field("2.24.3", pattern=_VERSION, description="log4j2 binding added to Kafka.")
     cassandra_version: str = Field("5.0.6", pattern=_VERSION)
+    flink_version: str = Field(
+        "2.2.1", pattern=_VERSION, description="The apache-flink version installed in `flink_venv` (checked at start)."
+    )
+    flink_kafka_connector_version: str = Field(
+        "5.0.0-2.2",
+        pattern=r"^\d+\.\d+\.\d+-\d+\.\d+$",
+        description="org.apache.flink:flink-sql-connector-kafka, fetched into the Flink libs folder for jobs.",
+    )
+    flink_venv: Path = Field(
+        Path(".venv-flink"),
+        description="The separate venv with apache-flink (`make flink-venv`): FLINK_HOME and the Python workers.",
+    )
 
     host: str = Field("127.0.0.1", min_length=1, description="The address both servers listen on.")
     kafka_port: int = Field(9092, gt=0, lt=65536)
     kafka_controller_port: int = Field(9093, gt=0, lt=65536)
     cassandra_port: int = Field(9042, gt=0, lt=65536)
     cassandra_storage_port: int = Field(7000, gt=0, lt=65536)
+    flink_rest_port: int = Field(8081, gt=0, lt=65536, description="Flink's REST API and web UI.")
+    flink_rpc_port: int = Field(6123, gt=0, lt=65536, description="The JobManager's RPC port.")
+    flink_blob_port: int = Field(6124, gt=0, lt=65536, description="The JobManager's blob server.")
+
+    flink_taskmanagers: int = Field(2, ge=1, le=16, description="TaskManager processes of the Flink cluster.")
+    flink_task_slots: int = Field(2, ge=1, le=64, description="Task slots per TaskManager.")
+    flink_parallelism: int = Field(2, ge=1, le=1024, description="`parallelism.default` of the Flink cluster.")
+    flink_jobmanager_memory: str = Field(
+        "1024m", pattern=_FLINK_MEMORY, description="`jobmanager.memory.process.size`."
+    )
+    flink_taskmanager_memory: str = Field(
+        "1536m", pattern=_FLINK_MEMORY, description="`taskmanager.memory.process.size`, per TaskManager."
+    )
 
     kafka_heap: str = Field("512m", pattern=_HEAP, description="JVM heap of the broker (-Xms/-Xmx).")
     cassandra_heap: str = Field("1g", pattern=_HEAP, description="JVM heap of Cassandra (-Xms/-Xmx).")
@@ -53,6 +79,9 @@ class InfraSettings(BaseSettings):
 
     kafka_start_timeout_s: float = Field(60.0, gt=0)
     cassandra_start_timeout_s: float = Field(120.0, gt=0)
+    flink_start_timeout_s: float = Field(
+        120.0, gt=0, description="Until the REST API reports every TaskManager registered."
+    )
     stop_timeout_s: float = Field(30.0, gt=0, description="Wait this long after SIGTERM before SIGKILL.")
 
     @field_validator("data_dir")
@@ -61,7 +90,7 @@ class InfraSettings(BaseSettings):
         # Absolute paths go into configs and command lines; `down` recognizes our processes by them.
         return value.expanduser().resolve()
 
-    @field_validator("java_home")
+    @field_validator("java_home", "flink_venv")
     @classmethod
     def _absolute_java_home(cls, value: Path) -> Path:
         return value.expanduser().absolute()
@@ -73,6 +102,9 @@ class InfraSettings(BaseSettings):
             "kafka_controller_port": self.kafka_controller_port,
             "cassandra_port": self.cassandra_port,
             "cassandra_storage_port": self.cassandra_storage_port,
+            "flink_rest_port": self.flink_rest_port,
+            "flink_rpc_port": self.flink_rpc_port,
+            "flink_blob_port": self.flink_blob_port,
         }
         seen: dict[int, str] = {}
         clashes = []

@@ -2,6 +2,8 @@
 # Run a command with local services up; stop afterwards only the services this script started,
 # even when the command fails or is interrupted.
 #   infra/with-services.sh kafka,cassandra -- pytest -q
+#   infra/with-services.sh kafka,flink -- python job.py   # flink: JobManager + TaskManagers (make flink-venv first)
+# Kafka is always started (it is `infra up`'s default); every other name becomes `--with <name>`.
 set -euo pipefail
 services="$1"; shift
 [ "${1:-}" = "--" ] && shift

@@ -1,4 +1,4 @@
-"""`affresco infra up|down|status|fetch`: the local Kafka and Cassandra servers, without Docker."""
+"""`affresco infra up|down|status|fetch`: the local Kafka, Cassandra and Flink servers, without Docker."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ __all__ = ["app"]
 
 app = typer.Typer(
     help=(
-        "Start, check and stop local Kafka (KRaft, single node) and Cassandra, built from Maven Central jars "
-        "and run with Java 17. Settings come from AFFRESCO_INFRA_* environment variables (see infra/README.md)."
+        "Start, check and stop local Kafka (KRaft, single node) and Cassandra, built from Maven Central jars, "
+        "and a standalone Flink cluster (JobManager + TaskManagers) from the apache-flink wheel in .venv-flink, "
+        "all run with Java 17. Settings come from AFFRESCO_INFRA_* environment variables (see infra/README.md)."
     ),
     no_args_is_help=True,
 )
@@ -33,6 +34,7 @@ console = Console()
 class Service(StrEnum):
     kafka = "kafka"
     cassandra = "cassandra"
+    flink = "flink"
 
 
 _STATE_STYLE = {"running": "green", "started": "green", "reused": "green", "external": "yellow", "stopped": "dim"}
@@ -51,10 +53,10 @@ VerboseOption = typer.Option(False, "--verbose", "-v", help="Show debug logging.
 @app.command()
 def up(
     with_: list[Service] = typer.Option(
-        [], "--with", metavar="SERVICE", help="Also start kafka or cassandra (repeatable)."
+        [], "--with", metavar="SERVICE", help="Also start cassandra or flink (repeatable)."
     ),
     only: list[Service] = typer.Option(
-        [], "--only", metavar="SERVICE", help="Start only kafka or cassandra (repeatable)."
+        [], "--only", metavar="SERVICE", help="Start only kafka, cassandra or flink (repeatable)."
     ),
     started_file: Path | None = typer.Option(
         None,
@@ -86,7 +88,7 @@ def up(
 @app.command()
 def down(
     only: list[Service] = typer.Option(
-        [], "--only", metavar="SERVICE", help="Stop only kafka or cassandra (default: both; repeatable)."
+        [], "--only", metavar="SERVICE", help="Stop only kafka, cassandra or flink (default: all; repeatable)."
     ),
     data_dir: Path | None = DataDirOption,
     verbose: bool = VerboseOption,
@@ -125,7 +127,10 @@ def status(
 @app.command()
 def fetch(
     only: list[Service] = typer.Option(
-        [], "--only", metavar="SERVICE", help="Fetch only the jars of kafka or cassandra (default: both; repeatable)."
+        [],
+        "--only",
+        metavar="SERVICE",
+        help="Fetch only the jars of kafka, cassandra or flink (default: all; repeatable).",
     ),
     force: bool = typer.Option(False, "--force", help="Fetch again even if the jars are there."),
     data_dir: Path | None = DataDirOption,

@@ -45,13 +45,16 @@ def _free_ports(n: int) -> list[int]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> InfraSettings:
-    kafka, controller, cql, storage = _free_ports(4)
+    kafka, controller, cql, storage, rest, rpc, blob = _free_ports(7)
     return InfraSettings(
         data_dir=tmp_path / "data",
         kafka_port=kafka,
         kafka_controller_port=controller,
         cassandra_port=cql,
         cassandra_storage_port=storage,
+        flink_rest_port=rest,
+        flink_rpc_port=rpc,
+        flink_blob_port=blob,
     )
 
 
@@ -228,6 +231,7 @@ def test_status_of_nothing_running(settings: InfraSettings) -> None:
     assert [(s.name, s.state, s.pid, s.answering) for s in statuses] == [
         ("kafka", "stopped", None, False),
         ("cassandra", "stopped", None, False),
+        ("flink", "stopped", None, False),
     ]
 
 
