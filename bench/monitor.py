@@ -23,8 +23,8 @@ Four figures (issue 12), printed as one JSON line:
    close, and arrival - window end; each window's count is checked against the pairs produced in it.
 4. **Drift → alert (synthetic, in-process)**: the `Monitor` with the real
    `monitoring/specs/eta.yaml` rules on a synthetic trip stream of 3 partition nodes, ~200 trips
-   per node per 10 min (prediction = truth + noise: bias ≈ 0 against the -150 s threshold); from
-   the drift start one node's true ETAs grow by 1/0.7 (the demo's `speed=0.7`). Reported: the
+   per node per 10 min (prediction = truth + noise: bias ≈ 0 against the -300 s threshold); from
+   the drift start one node's true ETAs grow by 1/0.5 (the demo's `speed=0.5`). Reported: the
    simulated time from the drift start to the first firing alert's window end, which nodes
    alerted (only the drifted one may), and the processor's wall time. `demo_drift_to_alert_s` is the
    demo's own figure when a demo summary (a JSON file with `drift_to_alert_s`, under the data
@@ -597,7 +597,7 @@ def main() -> None:
         core = bench_core(load_monitor_spec(core_spec, {"bm_core": "regression"}), args.core_pairs, args.batch_size,
                           args.profile_pairs)  # fmt: skip
     log("drift: synthetic trips through the Monitor with monitoring/specs/eta.yaml")
-    drift = bench_drift(args.drift_trips_per_10m, hours=3.0, drift_after_min=60.0, speed=0.7, seed=7)
+    drift = bench_drift(args.drift_trips_per_10m, hours=3.0, drift_after_min=60.0, speed=0.5, seed=7)
     log(f"drift: alert {drift['drift_to_alert_sim_s']} s (simulated) after the drift, on {drift['alerts_fired']}")
 
     stream: dict[str, Any] | None = None

@@ -22,7 +22,7 @@ import models
 import monitoring as monitoring_pkg
 import processors
 from affresco.commands import _demo_live
-from affresco.commands._common import fail, kafka_settings
+from affresco.commands._common import fail, kafka_settings, parse_time_ms
 from streams.exceptions import StreamsError
 
 if TYPE_CHECKING:
@@ -80,7 +80,14 @@ def demo(
     drift_city: str | None = typer.Option(
         None, "--drift-city", help="The city that drives slower in the live traffic.", show_default="the busiest now"
     ),
-    drift_speed: float = typer.Option(0.7, "--drift-speed", min=0.05, max=10, help="Its speed factor."),
+    drift_speed: float = typer.Option(0.5, "--drift-speed", min=0.05, max=10, help="Its speed factor."),
+    until: str | None = typer.Option(
+        None,
+        "--until",
+        help="End of the simulated time (ISO-8601 or epoch ms, not ahead of now): the demo at "
+        "another hour of the day, e.g. a quiet one.",
+        show_default="now",
+    ),
     live_rate: float = typer.Option(
         100.0, "--live-rate", min=1, help="Events per second of the live traffic (the processor keeps up)."
     ),
@@ -108,6 +115,11 @@ def demo(
     # The history ends `live_minutes` ago: the live traffic of step 15 fills that stretch (event times
     # in the past, none ahead of the clock).
     live_end = datetime.now(UTC).replace(microsecond=0)
+    if until is not None:
+        asked = datetime.fromtimestamp(parse_time_ms(until, "--until") / 1000, tz=UTC).replace(microsecond=0)
+        if asked > live_end:
+            fail(f"--until: {asked.isoformat()} is ahead of now ({live_end.isoformat()}); event times must not be")
+        live_end = asked
     now = live_end - timedelta(minutes=live_minutes)
     start = (now - timedelta(days=days)).replace(minute=0, second=0)
     if TRIPS_TOPIC in existing and _has_history_since(settings, start):
