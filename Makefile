@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 # runs the cluster's Python workers with $(FLINK_VENV)/bin/python.
 FLINK_VENV    := .venv-flink
 FLINK_VERSION := 2.2.1
-FLINK_EXTRAS  := pydantic>=2.7,<3 pydantic-settings>=2.3,<3 pyyaml>=6 orjson>=3.10 confluent-kafka>=2.4,<3
+FLINK_EXTRAS  := pydantic>=2.7,<3 pydantic-settings>=2.3,<3 pyyaml>=6 orjson>=3.10 confluent-kafka>=2.4,<3 cassandra-driver>=3.29,<4
 FLINK_STAMP   := $(FLINK_VENV)/.installed-$(shell (echo '$(FLINK_VERSION) $(FLINK_EXTRAS)'; cat pyproject.toml) | cksum | cut -d' ' -f1)
 
 flink-venv: $(FLINK_STAMP)

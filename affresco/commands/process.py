@@ -1,4 +1,4 @@
-"""`affresco process run`: the stream processor (bytewax) for feature groups."""
+"""`affresco process run`: the stream processor (bytewax, or a PyFlink job) for feature groups."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from streams.exceptions import StreamsError
 
 if TYPE_CHECKING:
     from processors.definitions import FeatureGroup
+    from streams.settings import KafkaSettings
 
 __all__ = ["app", "resolve_groups"]
 
@@ -76,6 +77,16 @@ def run(
         envvar="AFFRESCO_KAFKA_TOPIC_PREFIX",
         help="Prefix of the output topics (<prefix>.features.<group>, <prefix>.dlq.<topic>): give a run its own.",
     ),
+    engine: str = typer.Option("bytewax", "--engine", help="bytewax (one process) or flink (a PyFlink job)."),
+    target: str = typer.Option(
+        "local", "--target", help="flink only: local (an in-process mini-cluster); cluster is not supported yet."
+    ),
+    parallelism: int = typer.Option(2, "--parallelism", min=1, help="flink only: the job's parallelism."),
+    work_dir: Path | None = typer.Option(
+        None,
+        "--work-dir",
+        help="flink only: the job's config, log, checkpoints, summaries (default <data dir>/processors/<run>/flink-*).",
+    ),
     bootstrap_servers: str | None = BootstrapOption,
 ) -> None:
     """Consume the sources, update the online store, emit FeatureUpdate events, mirror to Parquet.
@@ -90,7 +101,12 @@ def run(
     if store not in (None, "rocksdb", "cassandra"):
         msg = f"expected rocksdb or cassandra, got {store!r}"
         raise typer.BadParameter(msg, param_hint="--store")
+    if engine not in ("bytewax", "flink"):
+        msg = f"expected bytewax or flink, got {engine!r}"
+        raise typer.BadParameter(msg, param_hint="--engine")
     settings = PlatformSettings()
+    if engine == "flink":
+        _check_flink_options(target, store or settings.online_store, until_idle)
     kafka = kafka_settings(bootstrap_servers)
     if topic_prefix is not None:
         kafka = kafka.model_copy(update={"topic_prefix": topic_prefix})
@@ -98,6 +114,9 @@ def run(
         resolved = resolve_groups(groups, definitions, bootstrap_servers)
     except (ProcessorsError, StreamsError) as exc:
         fail(str(exc))
+    if engine == "flink":
+        _run_flink(resolved, kafka, parallelism, until_idle, work_dir)
+        return
     run_name = "+".join(sorted(g.ref.replace(":", "-") for g in resolved)) + f"@{store or settings.online_store}"
     options = ProcessorOptions(
         until_idle=until_idle,
@@ -117,3 +136,59 @@ def run(
     counters = run_processor(resolved, output, options)
     summary = {**counters.summary(), "seconds": round(time.monotonic() - started, 2)}
     typer.echo(json.dumps(summary))
+
+
+def _check_flink_options(target: str, store: str, until_idle: bool) -> None:
+    """What the Flink engine cannot do (yet), refused before anything starts."""
+    if target not in ("local", "cluster"):
+        msg = f"expected local or cluster, got {target!r}"
+        raise typer.BadParameter(msg, param_hint="--target")
+    if target == "cluster":
+        fail("--engine flink --target cluster is not implemented yet: use --target local (an in-process mini-cluster)")
+    if store != "cassandra":
+        fail(
+            f"--engine flink needs --store cassandra, not {store}: every parallel subtask (and every TaskManager) "
+            "writes the online store, and an embedded RocksDB store can be opened by one process only"
+        )
+    if not until_idle:
+        fail("--engine flink runs bounded jobs only so far: add --until-idle")
+
+
+def _run_flink(
+    groups: list[FeatureGroup], kafka: KafkaSettings, parallelism: int, until_idle: bool, work_dir: Path | None
+) -> None:
+    from affresco.settings import PlatformSettings
+    from infra.flink import FlinkServer
+    from infra.settings import InfraSettings
+    from processors.flink.launcher import FlinkJobError, FlinkOptions, run_flink_job
+    from processors.runtime.flow import _ensure_output_topics, _partition_counts
+    from state.cassandra.options import CassandraSettings
+
+    settings = PlatformSettings()
+    infra = InfraSettings()
+    server = FlinkServer(infra)
+    run_name = "+".join(sorted(g.ref.replace(":", "-") for g in groups))
+    options = FlinkOptions(
+        run_dir=work_dir or settings.data_dir / "processors" / run_name / f"flink-{time.strftime('%Y%m%dT%H%M%S')}",
+        flink_venv=infra.flink_venv,
+        connector_jar=server.kafka_connector_jar,
+        java_home=infra.java_home,
+        parallelism=parallelism,
+        until_idle=until_idle,
+        store_options=CassandraSettings().model_dump(mode="json"),
+    )
+    try:
+        partitions = _partition_counts(kafka, sorted({g.topic for g in groups}))
+        _ensure_output_topics(groups, kafka)
+    except StreamsError as exc:
+        fail(str(exc))
+    console.print(
+        f"processing {', '.join(g.ref for g in groups)} on Flink (local mini-cluster, parallelism {parallelism}, "
+        f"until idle); log: {options.run_dir / 'job.log'}"
+    )
+    started = time.monotonic()
+    try:
+        summary = run_flink_job(groups, kafka, partitions, options)
+    except FlinkJobError as exc:
+        fail(str(exc))
+    typer.echo(json.dumps({**summary, "seconds": round(time.monotonic() - started, 2)}))

@@ -12,14 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-from confluent_kafka import Message
-
 from processors.engine import SourceRow
 from processors.progress import PriorMax
 from processors.runtime.items import ArchiveRow, DeadLetterItem, DecodedPoll
 from streams.events.base import Event
 from streams.routing import Accepted, RecordRouter, Skipped
 from streams.settings import KafkaSettings
+from streams.types import KafkaMessage
 
 __all__ = ["PollDecoder"]
 
@@ -50,7 +49,7 @@ class PollDecoder:
         """Per event type, the greatest event time of this partition's valid events (for the snapshot)."""
         return {kind: t for (_, kind), t in self.prior.maxima.items()}
 
-    def __call__(self, messages: Sequence[Message]) -> DecodedPoll:
+    def __call__(self, messages: Sequence[KafkaMessage]) -> DecodedPoll:
         poll = DecodedPoll(self.topic, self.partition, read=len(messages))
         now = time.time_ns() // 1_000_000  # one clock reading per poll for the future-event check
         route, stamp, partition, topic = self.router.route, self.prior.stamp, self.partition, self.topic
