@@ -32,6 +32,9 @@ from pyflink.table import StreamTableEnvironment
 from processors.flink.steps import DecodeStep, EntityStep, JobConfig, Outputs, RawRecord
 
 SOURCE_TABLE = "affresco_sources"
+#: Every key registers an event-time timer here: it fires when the bounded input ends (the watermark
+#: reaches its maximum), before the operator finishes — the subtask's outputs are written then.
+END_OF_INPUT = 2**63 - 1
 
 
 def _sql_string(value: str) -> str:
@@ -108,12 +111,19 @@ class DecodeFunction(KeyedProcessFunction):
             value[0], value[1], value[2], value[5], value[6],
             [(k, v if v is None else bytes(v)) for k, v in headers.items()], _millis(value[4]),
         )  # fmt: skip
-        stored = None if self.step.has(record.topic_, record.partition_) else self.maxima.value()
+        stored = None
+        if not self.step.has(record.topic_, record.partition_):
+            stored = self.maxima.value()
+            ctx.timer_service().register_event_time_timer(END_OF_INPUT)
         routed = self.step.decode(record, stored)
         self.maxima.update(routed.maxima)
         self.outputs.add(routed.dead)
         self.outputs.add(routed.counts)
         yield from routed.rows
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Any:
+        _closing(self.outputs, self.subtask, at_end=True)
+        return iter(())
 
     def close(self) -> None:
         _closing(self.outputs, self.subtask)
@@ -135,20 +145,30 @@ class EntityFunction(KeyedProcessFunction):
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Any:
         _, ref, row = value
-        state, output = self.step.apply(ref, self.state.value(), row)
+        held = self.state.value()
+        if held is None:
+            ctx.timer_service().register_event_time_timer(END_OF_INPUT)
+        state, output = self.step.apply(ref, held, row)
         self.state.update(state)
         self.outputs.add(output)
+        return iter(())
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Any:
+        _closing(self.outputs, self.subtask, at_end=True)
         return iter(())
 
     def close(self) -> None:
         _closing(self.outputs, self.subtask)
 
 
-def _closing(outputs: Outputs, subtask: int) -> None:
+def _closing(outputs: Outputs, subtask: int, *, at_end: bool = False) -> None:
     """Write the rest and the summary; a failure here is recorded beside the summaries (PyFlink may
     swallow exceptions of `close`), so the launcher fails the run with it."""
     try:
-        outputs.close(subtask)
+        if at_end:
+            outputs.finish(subtask)
+        else:
+            outputs.close(subtask)
     except BaseException:
         run_dir = Path(outputs.config.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -217,6 +217,7 @@ class Outputs:
         self._other: list[Any] = []
         self._pending = 0
         self._since = 0.0
+        self._finished = False
 
     def add(self, item: GroupOutput | DeadLetterBatch | TopicCounts | None) -> None:
         if item is None:
@@ -272,13 +273,26 @@ class Outputs:
         self.writer.snapshot()  # Kafka flushed, refused records handled
         self._latest, self._groups, self._other, self._pending = {}, {}, [], 0
 
+    def finish(self, subtask: int) -> None:
+        """The end of the input (the job's end-of-input timer): write the rest and the subtask's summary.
+        Once; `close` does the same, but PyFlink does not always call it before the worker exits."""
+        if self._finished:
+            return
+        self._finished = True
+        self.flush()
+        self.writer.snapshot()
+        self._write_summary(subtask)
+
     def close(self, subtask: int) -> None:
         self.flush()
         self.writer.close()
+        self._write_summary(subtask)
+
+    def _write_summary(self, subtask: int) -> None:
         run_dir = Path(self.config.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / f"summary-{self.name}-{subtask}-{uuid.uuid4().hex[:8]}.json"
-        tmp = path.with_suffix(".tmp")
+        path = run_dir / f"summary-{self.name}-{subtask}.json"
+        tmp = run_dir / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
         tmp.write_text(json.dumps(self.writer.counters.summary()))
         os.replace(tmp, path)
 
