@@ -547,13 +547,19 @@ def bench_drift(per_10m: int, hours: float, drift_after_min: float, speed: float
         "drift_to_alert_sim_s": None if first is None else round(((first[0].window_end or 0) - drift_ms) / 1000),
         "drift_to_alert_emitted_sim_s": None if first is None else round((first[1] - drift_ms) / 1000),
         "first_alert": None if first is None else {"rule": first[0].rule, "value": round(first[0].value or 0, 1),
-                                                   "window": "10m" if first[0].rule == "eta_mae_high" else "1h"},
+                                                   "window_min": _window_minutes(first[0])},
         "alerts_fired": sorted({f"{a.rule}@{a.partition}" for a, _ in fired}),
         "only_drifted_alerted": bool(fired) and all(a.partition == drifted for a, _ in fired),
         "mae_10m": {p: {k: round(sum(v) / len(v), 1) if v else None for k, v in m.items()} for p, m in mae.items()},
         "processor_wall_s": round(wall, 3),
         "processor_pairs_per_s": round(pairs / wall) if wall else None,
     }  # fmt: skip
+
+
+def _window_minutes(alert: Alert) -> float | None:
+    if alert.window_start is None or alert.window_end is None:
+        return None
+    return (alert.window_end - alert.window_start) / 60_000
 
 
 def demo_figure(explicit: Path | None) -> tuple[float | None, str | None]:
