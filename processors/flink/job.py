@@ -188,7 +188,8 @@ def build(config: JobConfig, config_path: str) -> StreamExecutionEnvironment:
     conf.set_string("table.local-time-zone", "UTC")
     # A failing job fails the run, with its cause in the log (the mini-cluster would retry forever).
     conf.set_string("restart-strategy.type", "none")
-    conf.set_string("python.fn-execution.bundle.size", "1000")
+    # Keyed state is read and written per record: keep it cached in the Python worker.
+    conf.set_string("python.state.cache-size", "100000")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(config.parallelism)
     t_env = StreamTableEnvironment.create(env)
