@@ -210,6 +210,8 @@ class FlinkServer(Server):
             "taskmanager.numberOfTaskSlots": settings.flink_task_slots,
             "taskmanager.memory.process.size": settings.flink_taskmanager_memory,
             "cluster.evenly-spread-out-slots": True,
+            # Flink 2.x's name for it: without it a parallelism-2 job took both slots of one TaskManager.
+            "taskmanager.load-balance.mode": "SLOTS",
             "parallelism.default": settings.flink_parallelism,
             "io.tmp.dirs": str(self.tmp_dir),
             "web.tmpdir": str(self.tmp_dir / "web"),

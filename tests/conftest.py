@@ -1,4 +1,4 @@
-"""Session fixtures: a real Kafka broker and a real Cassandra node.
+"""Session fixtures: a real Kafka broker, a real Cassandra node, and (for the Flink tests) a real Flink cluster.
 
 Reused when already running (e.g. started by `make test`), else started through `infra/` for the
 session and stopped at its end. Each test gets fresh topic names (uuid4) instead of teardown.
@@ -38,6 +38,16 @@ def cassandra_settings(local_infra: Any) -> Any:
 
     local_infra.up({"cassandra"})
     return CassandraSettings()
+
+
+@pytest.fixture(scope="session")
+def flink_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Flink session cluster (a JobManager, two TaskManagers) of the session's own: data dir, ports."""
+    from tests.integration.flink_helpers import start_flink_cluster
+
+    cluster = start_flink_cluster(tmp_path_factory.mktemp("flink-cluster").resolve())
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

@@ -79,7 +79,10 @@ def run(
     ),
     engine: str = typer.Option("bytewax", "--engine", help="bytewax (one process) or flink (a PyFlink job)."),
     target: str = typer.Option(
-        "local", "--target", help="flink only: local (an in-process mini-cluster); cluster is not supported yet."
+        "local",
+        "--target",
+        help="flink only: local (an in-process mini-cluster) or cluster (submit to the cluster at "
+        "AFFRESCO_INFRA_FLINK_REST_PORT, e.g. `affresco infra up --with flink`).",
     ),
     parallelism: int = typer.Option(2, "--parallelism", min=1, help="flink only: the job's parallelism."),
     work_dir: Path | None = typer.Option(
@@ -106,7 +109,7 @@ def run(
         raise typer.BadParameter(msg, param_hint="--engine")
     settings = PlatformSettings()
     if engine == "flink":
-        _check_flink_options(target, store or settings.online_store, until_idle)
+        _check_flink_options(target, store or settings.online_store)
     kafka = kafka_settings(bootstrap_servers)
     if topic_prefix is not None:
         kafka = kafka.model_copy(update={"topic_prefix": topic_prefix})
@@ -115,7 +118,7 @@ def run(
     except (ProcessorsError, StreamsError) as exc:
         fail(str(exc))
     if engine == "flink":
-        _run_flink(resolved, kafka, parallelism, until_idle, work_dir)
+        _run_flink(resolved, kafka, target, parallelism, until_idle, work_dir)
         return
     run_name = "+".join(sorted(g.ref.replace(":", "-") for g in resolved)) + f"@{store or settings.online_store}"
     options = ProcessorOptions(
@@ -138,24 +141,25 @@ def run(
     typer.echo(json.dumps(summary))
 
 
-def _check_flink_options(target: str, store: str, until_idle: bool) -> None:
-    """What the Flink engine cannot do (yet), refused before anything starts."""
+def _check_flink_options(target: str, store: str) -> None:
+    """What the Flink engine cannot do, refused before anything starts."""
     if target not in ("local", "cluster"):
         msg = f"expected local or cluster, got {target!r}"
         raise typer.BadParameter(msg, param_hint="--target")
-    if target == "cluster":
-        fail("--engine flink --target cluster is not implemented yet: use --target local (an in-process mini-cluster)")
     if store != "cassandra":
         fail(
             f"--engine flink needs --store cassandra, not {store}: every parallel subtask (and every TaskManager) "
             "writes the online store, and an embedded RocksDB store can be opened by one process only"
         )
-    if not until_idle:
-        fail("--engine flink runs bounded jobs only so far: add --until-idle")
 
 
 def _run_flink(
-    groups: list[FeatureGroup], kafka: KafkaSettings, parallelism: int, until_idle: bool, work_dir: Path | None
+    groups: list[FeatureGroup],
+    kafka: KafkaSettings,
+    target: str,
+    parallelism: int,
+    until_idle: bool,
+    work_dir: Path | None,
 ) -> None:
     from affresco.settings import PlatformSettings
     from infra.flink import FlinkServer
@@ -176,15 +180,19 @@ def _run_flink(
         parallelism=parallelism,
         until_idle=until_idle,
         store_options=CassandraSettings().model_dump(mode="json"),
+        target=target,
+        rest_url=server.rest_url,
+        cluster_log=server.paths.log_file,
     )
     try:
         partitions = _partition_counts(kafka, sorted({g.topic for g in groups}))
         _ensure_output_topics(groups, kafka)
     except StreamsError as exc:
         fail(str(exc))
+    where = "local mini-cluster" if target == "local" else f"the cluster at {server.rest_url}"
     console.print(
-        f"processing {', '.join(g.ref for g in groups)} on Flink (local mini-cluster, parallelism {parallelism}, "
-        f"until idle); log: {options.run_dir / 'job.log'}"
+        f"processing {', '.join(g.ref for g in groups)} on Flink ({where}, parallelism {parallelism}, "
+        f"{'until idle' if until_idle else 'following'}); log: {options.run_dir / 'job.log'}"
     )
     started = time.monotonic()
     try:

@@ -37,6 +37,13 @@ SOURCE_TABLE = "affresco_sources"
 END_OF_INPUT = 2**63 - 1
 
 
+def _confirm_at(ctx: KeyedProcessFunction.Context, flush_ms: int) -> None:
+    """A processing-time timer for this key's pending outputs, 1 to 2 flush intervals ahead (one per key
+    and instant: Flink keeps one timer per key and timestamp)."""
+    now = ctx.timer_service().current_processing_time()
+    ctx.timer_service().register_processing_time_timer((now // flush_ms + 2) * flush_ms)
+
+
 def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -103,7 +110,8 @@ class DecodeFunction(KeyedProcessFunction):
         self.step = DecodeStep(groups, self.config.kafka_settings())
         self.outputs = Outputs(self.config, groups, "decode", with_store=False)
         self.subtask = runtime_context.get_index_of_this_subtask()
-        self.maxima = runtime_context.get_state(ValueStateDescriptor("maxima", Types.PICKLED_BYTE_ARRAY()))
+        # (the partition's event-time maxima by type, its pending dead letters)
+        self.held = runtime_context.get_state(ValueStateDescriptor("partition", Types.PICKLED_BYTE_ARRAY()))
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Any:
         headers = value[3] or {}
@@ -111,18 +119,33 @@ class DecodeFunction(KeyedProcessFunction):
             value[0], value[1], value[2], value[5], value[6],
             [(k, v if v is None else bytes(v)) for k, v in headers.items()], _millis(value[4]),
         )  # fmt: skip
-        stored = None
-        if not self.step.has(record.topic_, record.partition_):
-            stored = self.maxima.value()
+        held = self.held.value()
+        maxima, pending = held if held is not None else (None, {})
+        if held is None:
             ctx.timer_service().register_event_time_timer(END_OF_INPUT)
-        routed = self.step.decode(record, stored)
-        self.maxima.update(routed.maxima)
+        self.outputs.mark_active(self.subtask)
+        routed = self.step.decode(record, None if self.step.has(record.topic_, record.partition_) else maxima)
         self.outputs.add(routed.dead)
         self.outputs.add(routed.counts)
+        if routed.dead is not None:
+            if not pending:
+                _confirm_at(ctx, self.config.flush_ms)
+            pending.update(self.outputs.pending(routed.dead))
+        self.held.update((routed.maxima, pending))
         yield from routed.rows
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Any:
-        _closing(self.outputs, self.subtask, at_end=True)
+        if timestamp == END_OF_INPUT:
+            _closing(self.outputs, self.subtask, at_end=True)
+            return iter(())
+        self.outputs.flush_due()
+        held = self.held.value()
+        if held is not None and held[1]:
+            remaining = self.outputs.settle(held[1])
+            if remaining:
+                _confirm_at(ctx, self.config.flush_ms)
+            if len(remaining) != len(held[1]):
+                self.held.update((held[0], remaining))
         return iter(())
 
     def close(self) -> None:
@@ -141,20 +164,38 @@ class EntityFunction(KeyedProcessFunction):
         self.step = EntityStep(groups, self.config.partitions)
         self.outputs = Outputs(self.config, groups, "entity")
         self.subtask = runtime_context.get_index_of_this_subtask()
+        # (the key's GroupState, its pending outputs)
         self.state = runtime_context.get_state(ValueStateDescriptor("group_state", Types.PICKLED_BYTE_ARRAY()))
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Any:
         _, ref, row = value
         held = self.state.value()
+        group_state, pending = held if held is not None else (None, {})
         if held is None:
             ctx.timer_service().register_event_time_timer(END_OF_INPUT)
-        state, output = self.step.apply(ref, held, row)
-        self.state.update(state)
+        self.outputs.mark_active(self.subtask)
+        state, output = self.step.apply(ref, group_state, row)
         self.outputs.add(output)
+        new = self.outputs.pending(output)
+        if new:
+            if not pending:
+                _confirm_at(ctx, self.config.flush_ms)
+            pending.update(new)
+        self.state.update((state, pending))
         return iter(())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Any:
-        _closing(self.outputs, self.subtask, at_end=True)
+        if timestamp == END_OF_INPUT:
+            _closing(self.outputs, self.subtask, at_end=True)
+            return iter(())
+        self.outputs.flush_due()
+        held = self.state.value()
+        if held is not None and held[1]:
+            remaining = self.outputs.settle(held[1])
+            if remaining:
+                _confirm_at(ctx, self.config.flush_ms)
+            if len(remaining) != len(held[1]):
+                self.state.update((held[0], remaining))
         return iter(())
 
     def close(self) -> None:
@@ -179,15 +220,24 @@ def _closing(outputs: Outputs, subtask: int, *, at_end: bool = False) -> None:
 def build(config: JobConfig, config_path: str) -> StreamExecutionEnvironment:
     groups = config.feature_groups()
     conf = Configuration()
-    conf.set_string("pipeline.jars", Path(config.jar).absolute().as_uri())
+    if config.target == "local":  # `flink run -j` ships it to a cluster
+        conf.set_string("pipeline.jars", Path(config.jar).absolute().as_uri())
     conf.set_string("python.executable", config.python)
     conf.set_string("python.client.executable", config.python)
     conf.set_string("state.backend.type", "rocksdb")
     conf.set_string("execution.checkpointing.dir", (Path(config.run_dir) / "checkpoints").absolute().as_uri())
     conf.set_string("execution.checkpointing.interval", f"{config.checkpoint_interval_ms} ms")
     conf.set_string("table.local-time-zone", "UTC")
-    # A failing job fails the run, with its cause in the log (the mini-cluster would retry forever).
-    conf.set_string("restart-strategy.type", "none")
+    if config.target == "local":
+        # A failing job fails the run, with its cause in the log (the mini-cluster would retry forever).
+        conf.set_string("restart-strategy.type", "none")
+    else:
+        # Restarts from the last checkpoint (a TaskManager lost), but not forever: a job that keeps
+        # failing fails the run. Many attempts: few give up before a TaskManager's slots are back.
+        conf.set_string("restart-strategy.type", "fixed-delay")
+        conf.set_string("restart-strategy.fixed-delay.attempts", str(config.restart_attempts))
+        conf.set_string("restart-strategy.fixed-delay.delay", "3 s")
+        conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
     # Keyed state is read and written per record: keep it cached in the Python worker.
     conf.set_string("python.state.cache-size", "100000")
     env = StreamExecutionEnvironment.get_execution_environment(conf)

@@ -9,6 +9,8 @@ aggregate and write every record identically.
   caller's (Flink keyed) state. The job keys by the same field the bytewax processor shards by.
 - `Outputs` buffers what both produce and hands it to `OutputWriter` in batches: per entity only
   its latest update of a batch (as a bytewax micro-batch does), rejected records to the DLQ.
+  `Outputs.pending` / `Outputs.settle` tie those writes to Flink's checkpoints: each key keeps its
+  outputs in its keyed state until a timer finds them written (see `Pending`).
 """
 
 from __future__ import annotations
@@ -26,13 +28,23 @@ from typing import Any, cast
 from processors.definitions import FeatureGroup, compile_spec
 from processors.engine import EntityUpdate, GroupEngine, GroupState, Rejected, SourceRow
 from processors.runtime.decode import PollDecoder
-from processors.runtime.items import DeadLetterBatch, GroupOutput, TopicCounts
+from processors.runtime.items import DeadLetterBatch, DeadLetterItem, GroupOutput, TopicCounts
 from processors.runtime.outputs import OutputConfig, OutputWriter, SinkCounters
 from state.online import OnlineStore, open_store
 from streams.events.base import Event
 from streams.settings import KafkaSettings
 
-__all__ = ["DecodeStep", "EntityStep", "JobConfig", "Outputs", "RawRecord", "entity_hint_fields"]
+__all__ = ["DecodeStep", "EntityStep", "JobConfig", "Outputs", "Pending", "RawRecord", "entity_hint_fields"]
+
+#: A key's outputs not yet seen written, by token: ("update", ref, entity), ("rejected", ref, partition,
+#: offset) or ("dead", topic, partition, offset) -> the item that writes it (again). A Flink checkpoint
+#: holds a key's state, not the writer's buffer: an output buffered when a checkpoint was taken and lost
+#: with its TaskManager before the write is never produced again by the replay, which starts after its
+#: record. So every key keeps its unwritten outputs in its keyed state, and a processing-time timer
+#: (checkpointed too) drops them once this worker has written them, or writes them again when the
+#: worker is a new one, restored from the checkpoint. At-least-once, and idempotent downstream: the
+#: online upserts are versioned by (event_time, revision), as in the bytewax processor.
+Pending = dict[tuple[Any, ...], Any]
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,8 @@ class JobConfig:
     jar: str  # flink-sql-connector-kafka
     python: str  # the flink venv's python (the Python workers)
     parallelism: int = 2
+    target: str = "local"  # local: in-process mini-cluster, no restarts; cluster: `flink run`, restarts
+    restart_attempts: int = 30  # cluster target: restarts, 3 s apart, before the job fails
     until_idle: bool = True
     checkpoint_interval_ms: int = 5000
     emit_feature_updates: bool = True
@@ -218,6 +232,12 @@ class Outputs:
         self._pending = 0
         self._since = 0.0
         self._finished = False
+        self._active = False
+        # What this worker has written (and still buffers), for `settle`: the latest version per
+        # entity, and the tokens of dead letters.
+        self._written_updates: dict[tuple[str, str], tuple[int, int]] = {}
+        self._written: set[tuple[Any, ...]] = set()
+        self._buffered: set[tuple[Any, ...]] = set()
 
     def add(self, item: GroupOutput | DeadLetterBatch | TopicCounts | None) -> None:
         if item is None:
@@ -225,6 +245,8 @@ class Outputs:
         if isinstance(item, GroupOutput):
             self._add_group(item)
         else:
+            if isinstance(item, DeadLetterBatch):
+                self._buffered.update(_dead_token(d) for d in item.items)
             self._other.append(item)
         if not self._pending:
             self._since = time.monotonic()
@@ -241,6 +263,7 @@ class Outputs:
             held = self._latest.get(key)
             if held is None or (u.event_time, u.revision) >= (held.event_time, held.revision):
                 self._latest[key] = u
+        self._buffered.update(_rejected_token(out.group, r) for r in out.rejected)
         acc = self._groups.get(out.group)
         rejected: list[Rejected] = [*(acc.rejected if acc else []), *out.rejected]
         self._groups[out.group] = GroupOutput(
@@ -271,7 +294,66 @@ class Outputs:
             )
         self.writer.write_batch(batch)
         self.writer.snapshot()  # Kafka flushed, refused records handled
-        self._latest, self._groups, self._other, self._pending = {}, {}, [], 0
+        for key, u in self._latest.items():
+            self._written_updates[key] = max(
+                self._written_updates.get(key, (u.event_time, u.revision)), (u.event_time, u.revision)
+            )
+        self._written |= self._buffered
+        self._latest, self._groups, self._other, self._pending, self._buffered = {}, {}, [], 0, set()
+
+    def flush_due(self) -> None:
+        """Write the buffer if its first item waited `flush_ms` (the job's timers call it: no record may come)."""
+        if self._pending and (time.monotonic() - self._since) * 1000 >= self.config.flush_ms:
+            self.flush()
+
+    @staticmethod
+    def pending(item: GroupOutput | DeadLetterBatch | None) -> Pending:
+        """The outputs of `item` a key keeps in its state until they are written (see `Pending`)."""
+        if item is None:
+            return {}
+        if isinstance(item, DeadLetterBatch):
+            return {_dead_token(d): DeadLetterBatch([d]) for d in item.items}
+        out: Pending = {
+            ("update", item.group, u.entity): GroupOutput(item.group, item.source_topic, updates=[u])
+            for u in item.updates
+        }
+        for r in item.rejected:
+            out[_rejected_token(item.group, r)] = GroupOutput(item.group, item.source_topic, rejected=[r])
+        return out
+
+    def settle(self, pending: Pending) -> Pending:
+        """What of a key's `pending` is still unwritten. Written ones are dropped; buffered ones kept;
+        the others — lost with a previous worker, this one restored from a checkpoint — are buffered again."""
+        remaining: Pending = {}
+        for token, item in pending.items():
+            if token[0] == "update":
+                (u,) = item.updates
+                version = (u.event_time, u.revision)
+                key = (token[1], token[2])
+                written = self._written_updates.get(key)
+                if written is not None and written >= version:
+                    if written == version:
+                        del self._written_updates[key]
+                    continue
+                held = self._latest.get(key)
+                if held is None or (held.event_time, held.revision) < version:
+                    self.add(item)
+            else:
+                if token in self._written:
+                    self._written.discard(token)
+                    continue
+                if token not in self._buffered:
+                    self.add(item)
+            remaining[token] = item
+        return remaining
+
+    def mark_active(self, subtask: int) -> None:
+        """Once per worker, at its first record: this subtask must report its end (the launcher checks)."""
+        if not self._active:
+            self._active = True
+            run_dir = Path(self.config.run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / f"active-{self.name}-{subtask}").touch()
 
     def finish(self, subtask: int) -> None:
         """The end of the input (the job's end-of-input timer): write the rest and the subtask's summary.
@@ -295,6 +377,14 @@ class Outputs:
         tmp = run_dir / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
         tmp.write_text(json.dumps(self.writer.counters.summary()))
         os.replace(tmp, path)
+
+
+def _dead_token(item: DeadLetterItem) -> tuple[Any, ...]:
+    return ("dead", item.topic, item.partition, item.offset, item.group)
+
+
+def _rejected_token(ref: str, rejected: Rejected) -> tuple[Any, ...]:
+    return ("rejected", ref, rejected.row.partition, rejected.row.offset)
 
 
 class _NoStore:

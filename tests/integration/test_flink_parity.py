@@ -1,5 +1,6 @@
-"""The four demo groups on bytewax and on Flink (PyFlink, local mini-cluster, parallelism 2), same input:
-every online record, every entity's latest `FeatureUpdate` and every dead letter equal.
+"""The four demo groups on bytewax and on Flink (PyFlink on a real session cluster: a JobManager and two
+TaskManagers, parallelism 2), same input: every online record, every entity's latest `FeatureUpdate`
+and every dead letter equal.
 
 Real Kafka and Cassandra; the input has out-of-order events across partitions, late events and
 invalid records. The Flink run goes through the CLI (`process run --engine flink`), which runs the
@@ -53,7 +54,11 @@ def _dead_letters(settings: KafkaSettings, source: str) -> list[tuple[Any, ...]]
 
 
 def test_flink_computes_exactly_what_bytewax_computes(
-    kafka_settings: KafkaSettings, cassandra_settings: Any, unique: Callable[[str], str], tmp_path: Path
+    kafka_settings: KafkaSettings,
+    cassandra_settings: Any,
+    flink_cluster: Any,
+    unique: Callable[[str], str],
+    tmp_path: Path,
 ) -> None:
     trips, pings = unique("trips"), unique("pings")
     produce_simulation(kafka_settings, trips, pings, n=4000, seed=21, delayed=0.04)
@@ -75,18 +80,28 @@ def test_flink_computes_exactly_what_bytewax_computes(
     definitions = write_yaml(docs, tmp_path / "definitions")
     env = {
         **os.environ,
+        **flink_cluster.env,
         "AFFRESCO_KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
         "AFFRESCO_CASSANDRA_KEYSPACE": keyspaces["flink"],
         "AFFRESCO_CASSANDRA_PORT": str(cassandra_settings.port),
     }
     command = [
-        str(AFFRESCO), "process", "run", "--engine", "flink", "--target", "local", "--parallelism", "2",
+        str(AFFRESCO), "process", "run", "--engine", "flink", "--target", "cluster", "--parallelism", "2",
         "--store", "cassandra", "--until-idle", "-d", str(definitions), "--topic-prefix", kafka["flink"].topic_prefix,
         "--work-dir", str(tmp_path / "flink"), *(g.name for g in groups),
     ]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-5000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
+    job = flink_cluster.get(f"jobs/{summary['job_id']}")
+    assert job["state"] == "FINISHED"
+    assert {v["parallelism"] for v in job["vertices"]} == {2}
+    hosts = {
+        s["taskmanager-id"]
+        for v in job["vertices"]
+        for s in flink_cluster.get(f"jobs/{job['jid']}/vertices/{v['id']}/taskmanagers")["taskmanagers"]
+    }
+    assert len(hosts) == 2, hosts  # the subtasks ran on both TaskManagers
 
     for ref, counts in expected["groups"].items():
         assert counts["accepted"] > 0, ref

@@ -5,7 +5,11 @@ The job itself (PyFlink, in the flink venv) is run by tests/integration/test_fli
 
 from __future__ import annotations
 
+import http.server
+import json
+import socket
 import stat
+import threading
 from pathlib import Path
 
 import orjson
@@ -61,22 +65,68 @@ def test_a_failing_job_fails_the_run_with_its_exception_and_log_tail(tmp_path: P
 
 
 def test_a_job_whose_subtasks_did_not_all_report_is_not_a_success(tmp_path: Path) -> None:
-    venv = _fake_venv(tmp_path / "venv", "exit 0\n")
+    run = tmp_path / "run"  # an active decode subtask that never wrote its summary; the entity one did
+    script = f"touch {run}/active-decode-0 {run}/active-entity-0\necho '{{}}' > {run}/summary-entity-0.json\nexit 0\n"
+    venv = _fake_venv(tmp_path / "venv", script)
     jar = tmp_path / "k.jar"
     jar.write_bytes(b"")
-    with pytest.raises(FlinkJobError, match="not every subtask reported"):
+    with pytest.raises(FlinkJobError, match=r"not every subtask reported its end \(active \['decode-0', 'entity-0'\]"):
         run_flink_job(_groups(), KafkaSettings(), {"test.trips.abc": 1}, _options(tmp_path, venv, jar))
 
 
-def test_the_cli_refuses_an_embedded_store_and_the_cluster_target_before_starting() -> None:
+def test_the_cli_refuses_an_embedded_store_and_an_unknown_target_before_starting() -> None:
     runner = CliRunner()
     args = ["process", "run", "--engine", "flink", "--until-idle", "zone_demand"]
     done = runner.invoke(app, [*args, "--store", "rocksdb"])
     assert done.exit_code != 0
     assert "needs --store cassandra" in done.output
-    done = runner.invoke(app, [*args, "--store", "cassandra", "--target", "cluster"])
+    done = runner.invoke(app, [*args, "--store", "cassandra", "--target", "yarn"])
     assert done.exit_code != 0
-    assert "not implemented yet" in done.output
+    assert "expected local or cluster" in done.output
+
+
+def _cluster_options(tmp_path: Path, rest_url: str, parallelism: int = 2) -> FlinkOptions:
+    venv = _fake_venv(tmp_path / "venv", "exit 0\n")
+    jar = tmp_path / "k.jar"
+    jar.write_bytes(b"")
+    log = tmp_path / "flink.log"
+    log.write_text("starting the JobManager\nERROR the JobManager stopped: disk full\n")
+    return FlinkOptions(
+        run_dir=tmp_path / "run", flink_venv=venv, connector_jar=jar, parallelism=parallelism,
+        target="cluster", rest_url=rest_url, cluster_log=log,
+    )  # fmt: skip
+
+
+def test_a_cluster_that_is_down_is_named_with_its_log_tail(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    options = _cluster_options(tmp_path, f"http://127.0.0.1:{port}")
+    with pytest.raises(FlinkJobError, match=r"(?s)no Flink cluster answers at http://127.0.0.1:\d+.*disk full"):
+        run_flink_job(_groups(), KafkaSettings(), {"test.trips.abc": 1}, options)
+
+
+def test_a_cluster_without_enough_free_slots_is_refused_before_submission(tmp_path: Path) -> None:
+    class Overview(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"taskmanagers": 1, "slots-total": 2, "slots-available": 1, "jobs-running": 1})
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Overview)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        options = _cluster_options(tmp_path, f"http://127.0.0.1:{server.server_address[1]}", parallelism=2)
+        with pytest.raises(FlinkJobError, match=r"has 1 free task slot\(s\) of 2 .* the job needs 2"):
+            run_flink_job(_groups(), KafkaSettings(), {"test.trips.abc": 1}, options)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_summaries_of_subtasks_add_up() -> None:
